@@ -5,7 +5,8 @@ Teacher smoothing rules for student-teacher learning: temporal moving average
 Exponential Moving Average Normalization (EMAN).
 """
 
+from stsmooth.smoothing import module_tensors, smooth_
 from stsmooth.teacher import Teacher
 
-__all__ = ["Teacher"]
+__all__ = ["Teacher", "module_tensors", "smooth_"]
 __version__ = "0.1.0"

@@ -1,0 +1,128 @@
+"""What the teacher's BatchNorm does, and ShuffleBN.
+
+All teacher-normalisation behaviour lives here, in one table:
+
+==========  =============================  ==========================================  ===================
+``norm``    teacher BN normalises with     teacher running statistics come from        paper
+==========  =============================  ==========================================  ===================
+``eman``    its running statistics         smoothed from the student's, same rule and  003 Eq. 8-9
+            (eval-mode BN)                 draws as their layer
+``batch``   the batch's statistics         its own batches (standard train-mode BN)    003 Table 1 "BN"
+            (train-mode BN)
+``copy``    its running statistics         copied from the student at each update      003 Table 8
+                                                                                        "student PN"
+``own``     its running statistics         its own batches, updated after use          003 Table 8
+                                                                                        "teacher PN"
+==========  =============================  ==========================================  ===================
+
+Only ``eman`` smooths the running statistics with the parameters; in the
+other modes :class:`stsmooth.Teacher` smooths parameters only.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+NORMS = ("eman", "batch", "copy", "own")
+
+#: modes whose running statistics the smoothing rule moves
+SMOOTHS_STATISTICS = {"eman": True, "batch": False, "copy": False, "own": False}
+#: modes whose teacher BN normalises with running statistics (eval mode)
+USES_RUNNING_STATISTICS = {"eman": True, "batch": False, "copy": True, "own": True}
+
+
+def check_norm(norm: str) -> str:
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not one of {', '.join(NORMS)}")
+    return norm
+
+
+def batchnorms(module: nn.Module) -> list[_BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, _BatchNorm)]
+
+
+def set_teacher_mode(module: nn.Module, norm: str) -> None:
+    """Put the teacher's BN layers in the mode ``norm`` asks for.
+
+    The rest of the teacher keeps the mode it has (so Mean Teacher's dropout noise
+    can stay on); BN layers that use running statistics are put in eval mode,
+    which makes a sample's output independent of its batch companions.
+    """
+    for bn in batchnorms(module):
+        bn.train(not USES_RUNNING_STATISTICS[norm])
+
+
+def _own_statistics_hook(bn: _BatchNorm, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+    """After an eval-mode forward, fold the batch's statistics into the running ones ("teacher PN")."""
+    if not getattr(bn, "_stsmooth_collect", False) or bn.running_mean is None:
+        return
+    x = inputs[0]
+    dims = [0] + list(range(2, x.dim()))
+    n = x.numel() // x.shape[1]
+    mean = x.mean(dims)
+    var = x.var(dims, unbiased=False) * (n / max(n - 1, 1))  # running_var is unbiased in PyTorch's BN
+    alpha = bn.momentum if bn.momentum is not None else 0.1
+    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), alpha)
+    bn.running_var.lerp_(var.to(bn.running_var.dtype), alpha)
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+
+
+def install_own_statistics(module: nn.Module) -> list:
+    """Hook every BN of ``module`` for the ``own`` mode; returns the hook handles."""
+    return [bn.register_forward_hook(_own_statistics_hook) for bn in batchnorms(module)]
+
+
+def collect_statistics(module: nn.Module, on: bool) -> None:
+    """Switch the ``own`` mode's statistic collection on (teacher training forwards) or off (evaluation)."""
+    for bn in batchnorms(module):
+        bn._stsmooth_collect = on
+
+
+def shuffle_bn_forward(model: Callable[[Tensor], Tensor], x: Tensor, groups: int = 2, generator: torch.Generator | None = None) -> Tensor:
+    """Forward ``x`` with MoCo's ShuffleBN, single-process form (paper 003 §4, Table 1).
+
+    The batch is permuted, split into ``groups`` sub-batches whose BN statistics are
+    computed separately (train-mode BN), and the outputs are un-permuted, so a
+    sample's key is normalised with statistics of other samples than its query's
+    sub-batch. Under DDP the sub-batches are simply the ranks' local batches after
+    a global shuffle; in one process they are ``groups`` chunks.
+
+    Args:
+        model: the (teacher) network, BN in train mode.
+        x: input batch (B, ...), B divisible by ``groups``.
+        groups: number of sub-batches.
+        generator: source of the permutation.
+
+    Returns:
+        Outputs (B, ...) in the original sample order.
+    """
+    b = x.shape[0]
+    if groups < 1 or b % groups:
+        raise ValueError(f"ShuffleBN groups={groups} must be >= 1 and divide the batch size {b}")
+    perm = torch.randperm(b, generator=generator, device="cpu").to(x.device)
+    out = torch.cat([model(chunk) for chunk in x[perm].chunk(groups)])
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(b, device=perm.device)
+    return out[inverse]
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """SyncBN for the student under DDP (BYOL's normalisation, paper 003 Table 1)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+
+__all__ = [
+    "NORMS",
+    "batchnorms",
+    "check_norm",
+    "collect_statistics",
+    "convert_sync_batchnorm",
+    "install_own_statistics",
+    "set_teacher_mode",
+    "shuffle_bn_forward",
+]

@@ -1,0 +1,257 @@
+"""The teacher: a smoothed copy of the student, updated by one call per step.
+
+Usage::
+
+    teacher = Teacher(student, momentum=0.99, preserve_prob=0.7, granularity="layer", norm="eman")
+    for x in data:
+        loss = criterion(student(x), teacher(x))        # teacher forward has no autograd
+        loss.backward(); optimizer.step(); optimizer.zero_grad()
+        teacher.update(student)                          # paper 000 Eq. 3, paper 003 Eq. 9
+
+The rule is :func:`stsmooth.smoothing.smooth_`; what the teacher's BatchNorm does is
+in :mod:`stsmooth.norm`. Under torchrun the seed is agreed once at construction and
+each step's draws are a function of (seed, step), so every rank draws the same units
+with no communication per step, and a resumed run draws exactly what an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+import weakref
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from stsmooth import distributed, norm as norms
+from stsmooth.smoothing import check_granularity, check_probability, module_tensors, smooth_
+
+_NONFINITE = ("raise", "skip", "ignore")
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside DDP / DataParallel / ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(module, "_orig_mod"):  # torch.compile
+            module = module._orig_mod
+        elif isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            module = module.module
+        else:
+            return module
+
+
+def _step_seed(seed: int, step: int) -> int:
+    """Mix (seed, step) into a 63-bit generator seed (splitmix64 finaliser)."""
+    z = (seed * 0x9E3779B97F4A7C15 + step + 1) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
+
+
+class Teacher:
+    """A smoothed copy of a student network (TMA, SE, STS; EMAN statistics).
+
+    Args:
+        student: the student network; DDP-wrapped or ``torch.compile``d is fine.
+        momentum: TMA momentum m in [0, 1] (BYOL 0.99 -> 1 cosine, MoCo 0.999, EMAN-BYOL 0.98).
+        preserve_prob: preserving probability p in [0, 1] (paper 000: 0.7 BYOL, 0.5 MoCo and
+            FixMatch); 0 is TMA, and with ``momentum=0`` SE.
+        granularity: unit of the draws: ``"tensor"``, ``"layer"`` (paper 000's default),
+            ``"channel"`` or ``"neuron"``.
+        norm: the teacher's BatchNorm (table in :mod:`stsmooth.norm`): ``"eman"`` (default),
+            ``"batch"``, ``"copy"`` or ``"own"``.
+        seed: seed of the draws; ``None`` picks one. Under torchrun rank 0's is used by all.
+        nonfinite: what a non-finite student value does: ``"raise"`` (teacher unchanged),
+            ``"skip"`` (teacher unchanged, a warning) or ``"ignore"`` (no check, fastest).
+
+    Attributes:
+        module: the smoothed ``nn.Module`` (no gradients).
+        step: number of updates applied.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        momentum: float = 0.99,
+        preserve_prob: float = 0.0,
+        granularity: str = "layer",
+        norm: str = "eman",
+        seed: int | None = None,
+        nonfinite: str = "raise",
+    ) -> None:
+        self.momentum = check_probability("momentum", momentum)
+        self.preserve_prob = check_probability("preserve_prob", preserve_prob)
+        self.granularity = check_granularity(granularity)
+        self.norm = norms.check_norm(norm)
+        if nonfinite not in _NONFINITE:
+            raise ValueError(f"nonfinite={nonfinite!r} is not one of {', '.join(_NONFINITE)}")
+        self.nonfinite = nonfinite
+        if seed is None:
+            seed = int.from_bytes(os.urandom(7), "little")
+        self.seed = distributed.broadcast_int(int(seed))
+        self.step = 0
+
+        self.module = copy.deepcopy(unwrap(student))
+        self.module.requires_grad_(False)
+        norms.set_teacher_mode(self.module, self.norm)
+        if self.norm == "own":
+            norms.install_own_statistics(self.module)
+            norms.collect_statistics(self.module, False)
+        self._plan()
+        self._student_ref: Any = None
+        self._student_tensors: list[Tensor] = []
+        self._student_copied: list[Tensor] = []
+
+    def _plan(self) -> None:
+        smooth_stats = norms.SMOOTHS_STATISTICS[self.norm]
+        self._names, self._tensors, self._units, other = module_tensors(self.module, statistics=smooth_stats)
+        # What is copied rather than smoothed: non-floating buffers (num_batches_tracked) with
+        # eman, and all statistics with copy; batch/own keep the teacher's own.
+        copied = other if self.norm in ("eman", "copy") else []
+        buffers = dict(self.module.named_buffers())
+        self._copied_names = [n for n in copied if n in buffers]
+        self._copied = [buffers[n] for n in self._copied_names]
+        self._buffer_index = [i for i, n in enumerate(self._names) if n in buffers]
+
+    def _resolve(self, student: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
+        """The student's tensors in the teacher's order; checked once per student object."""
+        student = unwrap(student)
+        if self._student_ref is not None and self._student_ref() is student:
+            return self._student_tensors, self._student_copied
+        params = dict(student.named_parameters(remove_duplicate=False))
+        buffers = dict(student.named_buffers(remove_duplicate=False))
+        found = []
+        for name, t in zip(self._names + self._copied_names, self._tensors + self._copied):
+            s = params.get(name, buffers.get(name))
+            if s is None:
+                raise ValueError(f"student has no tensor {name!r} that the teacher has (shape {tuple(t.shape)})")
+            if s.shape != t.shape:
+                raise ValueError(
+                    f"student tensor {name!r} has shape {tuple(s.shape)} but the teacher's is {tuple(t.shape)}"
+                )
+            found.append(s)
+        extra = (set(params) | set(buffers)) - set(self._names) - set(self._copied_names)
+        extra -= {n for n, _ in self.module.named_buffers()} | {n for n, _ in self.module.named_parameters()}
+        if extra:
+            raise ValueError(f"student tensor {sorted(extra)[0]!r} has no counterpart in the teacher")
+        n = len(self._names)
+        self._student_ref = weakref.ref(student)
+        self._student_tensors, self._student_copied = found[:n], found[n:]
+        return self._student_tensors, self._student_copied
+
+    def _finite(self, tensors: list[Tensor]) -> bool:
+        if not tensors:
+            return True
+        # max-abs per tensor: non-finite iff some entry is (a 2-norm could overflow on finite values)
+        norms_ = torch._foreach_norm(tensors, float("inf"))
+        return bool(torch.stack([n.float() for n in norms_]).isfinite().all())
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, momentum: float | None = None, preserve_prob: float | None = None) -> None:
+        """One smoothing step from ``student`` (paper 000 Eq. 3; EMAN Eq. 9 for statistics).
+
+        Args:
+            student: the student network (same architecture; DDP/compiled wrappers allowed).
+            momentum: this step's m, e.g. from a schedule; default the constructor's.
+            preserve_prob: this step's p; default the constructor's.
+
+        Raises:
+            ValueError: m or p outside [0, 1], a student that does not match the teacher,
+                or (``nonfinite="raise"``) a non-finite student value; the teacher is unchanged.
+        """
+        m = self.momentum if momentum is None else check_probability("momentum", momentum)
+        p = self.preserve_prob if preserve_prob is None else check_probability("preserve_prob", preserve_prob)
+        source, copied = self._resolve(student)
+        if self.nonfinite != "ignore" and p < 1.0 and not self._finite(source):
+            bad = next(n for n, s in zip(self._names, source) if not bool(torch.isfinite(s).all()))
+            msg = f"student tensor {bad!r} has non-finite values; teacher left unchanged at step {self.step}"
+            if self.nonfinite == "raise":
+                raise ValueError(msg)
+            warnings.warn(msg + " (update skipped)", RuntimeWarning, stacklevel=2)
+            return
+        if distributed.is_distributed():
+            source, copied = self._reconciled(source, copied)
+        generator = None
+        if 0.0 < p < 1.0:
+            generator = torch.Generator(device=self._tensors[0].device)
+            generator.manual_seed(_step_seed(self.seed, self.step))
+        smooth_(self._tensors, source, m, p, self.granularity, generator, self._units)
+        for t, s in zip(self._copied, copied):
+            t.copy_(s)
+        self.step += 1
+
+    def _reconciled(self, source: list[Tensor], copied: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Rank-averaged copies of the student's running statistics.
+
+        Each rank's forward moved its student's statistics with its own batch; DDP only
+        re-broadcasts rank 0's at the next forward, so smoothing from local statistics
+        would let EMAN teachers drift apart. One small all-reduce keeps them identical.
+        """
+        source = list(source)
+        stats = [source[i].clone() for i in self._buffer_index]
+        floats = [i for i, s in enumerate(copied) if s.is_floating_point()]
+        copies = [copied[i].clone() for i in floats]
+        distributed.average_(stats + copies)
+        for i, s in zip(self._buffer_index, stats):
+            source[i] = s
+        copied = list(copied)
+        for i, s in zip(floats, copies):
+            copied[i] = s
+        return source, copied
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Forward through the smoothed copy without autograd."""
+        with torch.no_grad():
+            if self.norm == "own" and self.module.training:
+                norms.collect_statistics(self.module, True)
+                try:
+                    return self.module(*args, **kwargs)
+                finally:
+                    norms.collect_statistics(self.module, False)
+            return self.module(*args, **kwargs)
+
+    def train(self, mode: bool = True) -> "Teacher":
+        """Training mode (dropout on), BN as ``norm`` asks; ``train(False)`` is full eval mode."""
+        self.module.train(mode)
+        if mode:
+            norms.set_teacher_mode(self.module, self.norm)
+        return self
+
+    def eval(self) -> "Teacher":
+        return self.train(False)
+
+    def to(self, *args: Any, **kwargs: Any) -> "Teacher":
+        self.module.to(*args, **kwargs)
+        self._plan()
+        self._student_ref = None
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """Teacher weights and the step counter and seed that fix all future draws."""
+        return {
+            "module": self.module.state_dict(),
+            "step": self.step,
+            "seed": self.seed,
+            "momentum": self.momentum,
+            "preserve_prob": self.preserve_prob,
+            "granularity": self.granularity,
+            "norm": self.norm,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; the run continues with the same draws."""
+        for key in ("granularity", "norm"):
+            if state.get(key, getattr(self, key)) != getattr(self, key):
+                raise ValueError(f"checkpoint has {key}={state[key]!r} but this teacher has {getattr(self, key)!r}")
+        self.module.load_state_dict(state["module"])
+        self.step = int(state["step"])
+        self.seed = int(state["seed"])
+
+    def __repr__(self) -> str:
+        return (
+            f"Teacher(momentum={self.momentum}, preserve_prob={self.preserve_prob}, "
+            f"granularity={self.granularity!r}, norm={self.norm!r}, step={self.step})"
+        )
