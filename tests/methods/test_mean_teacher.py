@@ -1,0 +1,163 @@
+"""Mean Teacher: consistency costs, sigmoid ramp-up, two-head logit distance, Π-model, one real step."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from stsmooth import Teacher
+from stsmooth.methods import mean_teacher as mt
+from stsmooth.methods.supervised import Classifier
+
+
+class ConstFeatures(nn.Module):
+    """Features fixed to (1, 0): class logits = fc.weight[:, 0] + fc.bias."""
+
+    num_features = 2
+
+    def forward(self, x):
+        return torch.tensor([[1.0, 0.0]]).expand(x.shape[0], 2) + 0.0 * x.flatten(1)[:, :1]
+
+
+class ToFloat(nn.Module):
+    def forward(self, x):
+        return x.float() / 255.0
+
+
+class RecordingTeacher:
+    def __init__(self, logits):
+        self.logits, self.calls = logits, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return self.logits.expand(x.shape[0], -1)
+
+
+def batch(n_l=2, mu=2):
+    g = torch.Generator().manual_seed(1)
+    return {"x_l": torch.randint(0, 256, (n_l, 1, 8, 8), dtype=torch.uint8, generator=g),
+            "y_l": torch.arange(n_l) % 2,
+            "x_u": torch.randint(0, 256, (n_l * mu, 1, 8, 8), dtype=torch.uint8, generator=g)}
+
+
+P_TEACHER = torch.tensor([[0.9, 0.1]]).log()  # teacher softmax (0.9, 0.1)
+UNIFORM = torch.zeros(1, 2)  # student softmax (0.5, 0.5)
+
+
+def test_softmax_mse_value():
+    # ((0.5-0.9)^2 + (0.5-0.1)^2) / 2 classes
+    assert mt.softmax_mse(UNIFORM, P_TEACHER).item() == pytest.approx(0.16, rel=1e-6)
+
+
+def test_softmax_kl_value():
+    expected = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
+    assert mt.softmax_kl(UNIFORM, P_TEACHER).item() == pytest.approx(expected, rel=1e-6)
+    assert mt.softmax_kl(P_TEACHER, P_TEACHER).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_gradient_reaches_a_target_that_is_not_detached():
+    s, t = UNIFORM.clone().requires_grad_(), P_TEACHER.clone().requires_grad_()
+    mt.softmax_mse(s, t).backward()
+    assert t.grad is not None and s.grad is not None
+
+
+def test_pi_model_targets_come_from_the_student():
+    torch.manual_seed(0)
+    student = Classifier(ConstFeatures(), 2)
+    teacher = RecordingTeacher(P_TEACHER)
+    model = mt.MeanTeacher(mt.Config(targets_from="student", rampup_steps=0, consistency_weight=1.0),
+                           student, {"view": ToFloat()})
+    loss, logs = model.loss(batch(), teacher, step=0)
+    # Deterministic view, no noise, no dropout: both passes agree, so the consistency is exactly 0.
+    assert teacher.calls == 0 and logs["loss_c"] == 0.0
+    model = mt.MeanTeacher(mt.Config(targets_from="teacher", rampup_steps=0, consistency_weight=1.0),
+                           student, {"view": ToFloat()})
+    assert model.loss(batch(), teacher, step=0)[1]["loss_c"] > 0 and teacher.calls == 1
+
+
+def test_sigmoid_rampup_weight():
+    cfg = mt.Config(consistency_weight=10.0, rampup_steps=100)
+    assert mt.consistency_weight(cfg, 0) == pytest.approx(10 * math.exp(-5), rel=1e-6)
+    assert mt.consistency_weight(cfg, 50) == pytest.approx(10 * math.exp(-1.25), rel=1e-6)
+    assert mt.consistency_weight(cfg, 100) == pytest.approx(10.0)
+    assert mt.consistency_weight(cfg, 10_000) == pytest.approx(10.0)
+    assert mt.consistency_weight(mt.Config(consistency_weight=3.0, rampup_steps=0), 0) == 3.0
+
+
+def test_logit_distance_value():
+    assert mt.logit_distance(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 2.0]])).item() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("cost", ["mse", "kl"])
+def test_two_head_loss_by_hand(cost):
+    # Class head logits (0, 0), consistency head logits (log .9, log .1) via fc weights on feature 1.
+    student = Classifier(ConstFeatures(), 2, two_heads=True)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.zero_()
+        student.fc_consistency.weight[:, 0] = P_TEACHER[0]
+    cfg = mt.Config(consistency=cost, consistency_weight=4.0, rampup_steps=10, two_heads=True,
+                    logit_distance=0.5, input_noise=0.0)
+    model = mt.MeanTeacher(cfg, student, {"view": ToFloat()})
+    teacher = RecordingTeacher(UNIFORM)  # target (0.5, 0.5)
+    loss, logs = model.loss(batch(), teacher, step=5)
+    cons = mt.softmax_mse(P_TEACHER, UNIFORM) if cost == "mse" else mt.softmax_kl(P_TEACHER, UNIFORM)
+    dist = (math.log(0.9) ** 2 + math.log(0.1) ** 2) / 2
+    w = 4.0 * math.exp(-5 * 0.25)
+    assert logs["loss_l"] == pytest.approx(math.log(2), rel=1e-6)  # class head is uniform
+    assert logs["loss_c"] == pytest.approx(cons.item(), rel=1e-6)  # consistency head vs teacher
+    assert logs["logit_dist"] == pytest.approx(dist, rel=1e-6)
+    assert loss.item() == pytest.approx(math.log(2) + w * cons.item() + 0.5 * dist, rel=1e-5)
+    assert teacher.calls == 1
+
+
+def test_consistency_covers_labeled_and_unlabeled_images():
+    seen = []
+
+    class Count(nn.Module):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return x.float() / 255.0
+
+    model = mt.build(mt.Config(input_noise=0.0), ConstFeatures(), 2, {"view": Count()})
+    model.loss(batch(n_l=2, mu=3), RecordingTeacher(UNIFORM), step=0)
+    assert seen == [8, 8]  # 2 labeled + 6 unlabeled, once for the student and once for the teacher
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="consistency"):
+        mt.validate(mt.Config(consistency="l1"))
+    with pytest.raises(ValueError, match="targets_from"):
+        mt.validate(mt.Config(targets_from="ema"))
+    with pytest.raises(ValueError, match="rampup_steps"):
+        mt.validate(mt.Config(rampup_steps=-1))
+    with pytest.raises(ValueError, match="two_heads"):
+        mt.MeanTeacher(mt.Config(two_heads=True), Classifier(ConstFeatures(), 2), {"view": ToFloat()})
+
+
+@pytest.mark.parametrize("two_heads,momentum,preserve", [(False, 0.99, 0.5), (True, 0.0, 0.0)])
+def test_one_training_step_with_real_teacher(two_heads, momentum, preserve):
+    """Mean Teacher + STS, and the two-head Π-model (teacher = student: m = 0, p = 0)."""
+    from stsmooth import models
+
+    torch.manual_seed(0)
+    cfg = mt.Config(two_heads=two_heads, rampup_steps=10, consistency_weight=10.0)
+    model = mt.build(cfg, models.build("digits_cnn", num_classes=0, in_channels=1, width=8), 10,
+                     {"view": ToFloat()})
+    teacher = Teacher(model.student, momentum=momentum, preserve_prob=preserve, granularity="layer",
+                      norm="eman", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    b = batch(n_l=4, mu=2)
+    loss, logs = model.loss(b, teacher, step=3)
+    assert torch.isfinite(loss) and logs["w"] == pytest.approx(10.0 * math.exp(-5 * 0.49))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    teacher.update(model.student)
+    s = dict(model.student.named_parameters())
+    t = dict(teacher.module.named_parameters())
+    if momentum == 0.0 and preserve == 0.0:  # Π-model: the teacher is the student
+        assert all(torch.equal(t[k], s[k]) for k in s)
+    else:
+        assert any(not torch.equal(t[k], s[k]) for k in s)

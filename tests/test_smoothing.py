@@ -1,0 +1,173 @@
+"""The rules on lists of tensors: hand-computed values and a re-derivation of Algorithm 2."""
+
+import pytest
+import torch
+from torch import nn
+
+from stsmooth.smoothing import Unit, module_tensors, plan_units, smooth_
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_tma_hand_computed():
+    t, s = [torch.tensor([2.0, -1.0]), torch.tensor(8.0)], [torch.tensor([4.0, 3.0]), torch.tensor(0.0)]
+    smooth_(t, s, momentum=0.75, preserve_prob=0.0)
+    # 0.75 * t + 0.25 * s
+    assert torch.equal(t[0], torch.tensor([2.5, 0.0]))
+    assert torch.equal(t[1], torch.tensor(6.0))
+
+
+def test_degenerations():
+    s = [torch.randn(5, 3), torch.randn(5)]
+    t0 = [torch.randn(5, 3), torch.randn(5)]
+    for gran in ("tensor", "layer", "channel", "neuron"):
+        t = [x.clone() for x in t0]
+        smooth_(t, s, momentum=0.0, preserve_prob=0.0, granularity=gran)  # p=0, m=0: copy the student
+        assert all(torch.equal(a, b) for a, b in zip(t, s))
+        t = [x.clone() for x in t0]
+        smooth_(t, s, momentum=0.3, preserve_prob=1.0, granularity=gran, generator=gen(0))  # p=1: unchanged
+        assert all(torch.equal(a, b) for a, b in zip(t, t0))
+        t = [x.clone() for x in t0]
+        smooth_(t, s, momentum=0.9, preserve_prob=0.0, granularity=gran)  # p=0: TMA (Eq. 4)
+        assert all(torch.allclose(a, 0.9 * b + 0.1 * c) for a, b, c in zip(t, t0, s))
+
+
+def test_tensor_granularity_hand_computed():
+    # The draws for a tensor-wise step with seed 3 are torch.rand(2) from that generator.
+    u = torch.rand(2, generator=gen(3))
+    p = 0.5
+    t = [torch.tensor([1.0, 1.0]), torch.tensor([10.0])]
+    s = [torch.tensor([3.0, 5.0]), torch.tensor([20.0])]
+    smooth_(t, s, momentum=0.5, preserve_prob=p, granularity="tensor", generator=gen(3))
+    expect0 = torch.tensor([2.0, 3.0]) if u[0] >= p else torch.tensor([1.0, 1.0])
+    expect1 = torch.tensor([15.0]) if u[1] >= p else torch.tensor([10.0])
+    assert torch.equal(t[0], expect0) and torch.equal(t[1], expect1)
+
+
+def test_se_copies_drawn_units_only():
+    # SE (m=0, Eq. 2): each entry is either the teacher's or the student's, never a mixture.
+    t = [torch.zeros(64, 8)]
+    s = [torch.ones(64, 8)]
+    smooth_(t, s, momentum=0.0, preserve_prob=0.5, granularity="neuron", generator=gen(1))
+    assert set(t[0].unique().tolist()) == {0.0, 1.0}
+
+
+def algorithm2(teacher, student, m, p, draws):
+    """Paper 000 Algorithm 2, tensor-wise, with the draws given."""
+    out = []
+    for t, s, r in zip(teacher, student, draws):
+        if r < p:
+            out.append(t.clone())
+        else:
+            out.append(m * t + (1 - m) * s)
+    return out
+
+
+def test_matches_algorithm2_tensorwise():
+    torch.manual_seed(0)
+    teacher = [torch.randn(4, 3), torch.randn(4), torch.randn(2, 2, 3)]
+    student = [torch.randn_like(x) for x in teacher]
+    for seed in range(10):
+        draws = torch.rand(3, generator=gen(seed)).tolist()
+        expect = algorithm2(teacher, student, 0.9, 0.6, draws)
+        got = [x.clone() for x in teacher]
+        smooth_(got, student, 0.9, 0.6, "tensor", gen(seed))
+        for a, b in zip(got, expect):
+            torch.testing.assert_close(a, b)
+
+
+def rederive_neuron(teacher, student, m, p, seed):
+    g = gen(seed)
+    out = []
+    for t, s in zip(teacher, student):
+        keep = torch.rand(t.shape, generator=g) < p
+        out.append(torch.where(keep, t, m * t + (1 - m) * s))
+    return out
+
+
+def test_neuron_matches_rederivation():
+    torch.manual_seed(1)
+    teacher = [torch.randn(6, 5), torch.randn(6)]
+    student = [torch.randn_like(x) for x in teacher]
+    expect = rederive_neuron(teacher, student, 0.8, 0.3, seed=7)
+    got = [x.clone() for x in teacher]
+    smooth_(got, student, 0.8, 0.3, "neuron", gen(7))
+    for a, b in zip(got, expect):
+        torch.testing.assert_close(a, b)
+
+
+def test_channel_rows_move_whole_and_share_across_group():
+    t = [torch.zeros(50, 4, 3), torch.zeros(50)]
+    s = [torch.ones(50, 4, 3), torch.ones(50)]
+    units = [Unit(0, 0), Unit(0, 1)]  # a conv weight and its bias: one module
+    smooth_(t, s, 0.0, 0.5, "channel", gen(2), units)
+    rows = t[0].reshape(50, -1)
+    assert torch.all(rows.min(1).values == rows.max(1).values)  # whole rows
+    assert torch.equal(rows[:, 0], t[1])  # bias channel c moves with weight row c
+    assert 0 < t[1].sum() < 50
+
+
+def test_layer_moves_module_together():
+    moved_together = 0
+    for seed in range(40):
+        t = [torch.zeros(3), torch.zeros(2), torch.zeros(4)]
+        s = [torch.ones(3), torch.ones(2), torch.ones(4)]
+        units = [Unit(0, 0), Unit(0, 1), Unit(1, 2)]
+        smooth_(t, s, 0.0, 0.5, "layer", gen(seed), units)
+        assert t[0][0] == t[1][0]
+        moved_together += int(t[0][0] != t[2][0])
+    assert moved_together > 0  # the two groups do not always agree
+
+
+@pytest.mark.parametrize("gran,units_per_step", [("tensor", 20), ("neuron", 20 * 30), ("channel", 20)])
+def test_update_share_within_4_sigma(gran, units_per_step):
+    p, steps = 0.7, 200
+    moved = 0
+    for k in range(steps):
+        t = [torch.zeros(30) for _ in range(20)] if gran != "channel" else [torch.zeros(20, 3)]
+        s = [torch.ones_like(x) for x in t]
+        smooth_(t, s, 0.0, p, gran, gen(k))
+        if gran == "tensor":
+            moved += sum(int(x[0]) for x in t)
+        elif gran == "neuron":
+            moved += int(sum(x.sum() for x in t))
+        else:
+            moved += int(t[0][:, 0].sum())
+    n = steps * units_per_step
+    mean, sigma = n * (1 - p), (n * p * (1 - p)) ** 0.5
+    assert abs(moved - mean) < 4 * sigma
+
+
+def test_high_preserve_prob_is_honoured():
+    # p = 0.999 (paper 000 Fig. 3): 1e6 neuron draws, update share 1e-3 within 4 sigma.
+    t, s = [torch.zeros(1_000_000)], [torch.ones(1_000_000)]
+    smooth_(t, s, 0.0, 0.999, "neuron", gen(0))
+    n, q = 1_000_000, 0.001
+    assert abs(t[0].sum().item() - n * q) < 4 * (n * q * (1 - q)) ** 0.5
+
+
+def test_plan_units_buffers_follow_gamma():
+    bn = nn.BatchNorm1d(4)
+    names, tensors, units, other = module_tensors(bn)
+    assert names == ["weight", "bias", "running_mean", "running_var"]
+    assert [u.source for u in units] == [0, 1, 0, 0]
+    assert other == ["num_batches_tracked"]
+    names, _, _, other = module_tensors(bn, statistics=False)
+    assert names == ["weight", "bias"] and "running_mean" in other
+    assert plan_units([torch.Size([2])], [0], [True])[0].source == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(momentum=1.5, preserve_prob=0.5), "momentum=1.5"),
+        (dict(momentum=0.5, preserve_prob=-0.1), "preserve_prob=-0.1"),
+        (dict(momentum=float("nan"), preserve_prob=0.5), "momentum=nan"),
+        (dict(momentum=0.5, preserve_prob=0.5, granularity="pixel"), "granularity='pixel'"),
+    ],
+)
+def test_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        smooth_([torch.zeros(2)], [torch.ones(2)], **kwargs)
