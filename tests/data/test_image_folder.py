@@ -48,6 +48,11 @@ def test_resize_options(folder):
     assert rect[0][0].shape == (3, 6, 9)
     s = fs.to_imageset()
     assert s.images.shape == (7, 3, 8, 8) and s.classes == ["cat", "dog"]
+    part = fs.subset(torch.tensor([6, 0]))
+    assert len(part) == 2 and part.labels.tolist() == [1, 0] and len(fs) == 7
+    assert torch.equal(part[0][0], fs[6][0]) and part.classes == fs.classes
+    with pytest.raises(ValueError, match="subset index out of range for 7 images"):
+        fs.subset([7])
 
 
 def test_splits_and_aliases(folder, tmp_path):
