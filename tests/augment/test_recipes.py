@@ -20,7 +20,8 @@ def _batch(b, c, s, seed=0):
 
 
 def test_names_are_the_contract():
-    assert set(augment.names()) == {"byol1", "byol2", "moco", "fixmatch_weak", "fixmatch_strong", "mean_teacher", "eval"}
+    expected = {"byol1", "byol2", "moco", "fixmatch_weak", "fixmatch_strong", "mean_teacher", "eval"}
+    assert set(augment.names()) == expected
 
 
 @pytest.mark.parametrize("c,s", CASES)
@@ -82,7 +83,7 @@ NO_CROP = {
     "moco": {"crop_scale": (1.0, 1.0), "ratio": (1.0, 1.0), "color": False, "blur": False},
     "fixmatch_weak": {"translate": 0.0},
     "fixmatch_strong": {"translate": 0.0, "num_ops": 0, "cutout": 0.0},
-    "mean_teacher": {"translate": 0, "noise": 0.0},
+    "mean_teacher": {"shift": 0, "noise": 0.0},
 }
 
 
@@ -121,7 +122,7 @@ def test_single_channel_views_skip_colour_only_ops():
 def test_mean_teacher_noise_is_scaled_by_std():
     x = torch.full((64, 3, 16, 16), 0.5)
     torch.manual_seed(0)
-    y = augment.build("mean_teacher", 16, translate=0, flip=False, noise=0.15, std=(0.1, 0.2, 0.3))(x)
+    y = augment.build("mean_teacher", 16, shift=0, flip=False, noise=0.15, std=(0.1, 0.2, 0.3))(x)
     measured = (y - 0.5).std(dim=(0, 2, 3))
     torch.testing.assert_close(measured, torch.tensor([0.015, 0.03, 0.045]), rtol=0.05, atol=0)
     with pytest.raises(ValueError, match="channel"):
