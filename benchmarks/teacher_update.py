@@ -2,7 +2,8 @@
 
 Compares the official codes' loops, a plain ``torch._foreach_lerp_`` EMA, and
 stsmooth's TMA and STS (p=0.7) at each granularity with ``norm="eman"``.
-Prints the median over ``--repeats`` updates and the ratio to the foreach EMA.
+Prints the median over ``--repeats`` updates (the rows take turns, so load from other
+processes hits them alike) and the ratios to the foreach EMA and to our TMA.
 
     python benchmarks/teacher_update.py [--repeats 15] [--device cpu|cuda] [--threads N]
 """
@@ -44,18 +45,21 @@ def foreach_ema(t_list, s_list, m=0.99):
     torch._foreach_lerp_(t_list, s_list, 1.0 - m)
 
 
-def timed(fn, repeats, device):
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
+def timed(rows, repeats, device):
+    """Median ms of each row; the rows take turns so that load from other processes hits all alike."""
+    for _, fn in rows:
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    times: dict[str, list[float]] = {name: [] for name, _ in rows}
+    for _ in range(repeats):
+        for name, fn in rows:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    return [(name, statistics.median(ts) * 1e3) for name, ts in times.items()]
 
 
 def main() -> None:
@@ -93,7 +97,7 @@ def main() -> None:
 
     print(f"ResNet-50: {n_params:,} parameters in {n_tensors} tensors; device {device}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    results = [(name, timed(fn, args.repeats, device)) for name, fn in rows]
+    results = timed(rows, args.repeats, device)
     base = dict(results)["torch._foreach_lerp_ EMA"]
     tma = dict(results)["ours TMA"]
     print(f"| update | ms | × foreach EMA | × our TMA |\n|---|---:|---:|---:|")
