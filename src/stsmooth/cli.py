@@ -1,0 +1,187 @@
+"""The ``stsmooth`` command.
+
+    stsmooth train RECIPE.yaml [key=value ...]       train (torchrun-aware)
+    stsmooth eval PROTOCOL CHECKPOINT [key=value ...] knn | linear | finetune | retrieval | lowshot
+    stsmooth export CHECKPOINT OUT.safetensors [--student]
+    stsmooth demo [--seeds 0 1 2] [--out runs/demo]
+
+A recipe is a path or the name of a file in the repository's ``configs/``
+(``stsmooth train byol_digits``).
+
+Many GPUs (DDP, NCCL; gloo on CPU), the global ``optim.batch_size`` split across ranks::
+
+    torchrun --nproc_per_node 8 -m stsmooth train configs/byol_sts_imagenet.yaml data.root=/data/imagenet
+
+Many nodes, through torchrun's rendezvous (run the same line on every node)::
+
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29400 \
+        --rdzv_id byol1 -m stsmooth train configs/byol_sts_imagenet.yaml data.root=/data/imagenet
+ Errors in the input are printed as one line
+and give exit status 2; a run stopped by a non-finite loss gives 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PROTOCOLS = ("knn", "linear", "finetune", "retrieval", "lowshot")
+
+
+def resolve_recipe(recipe: str) -> Path:
+    """A recipe path, or ``configs/<name>.yaml`` of the repository for a bare name."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    named = CONFIGS / (recipe if recipe.endswith(".yaml") else recipe + ".yaml")
+    if named.is_file():
+        return named
+    known = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml"))) if CONFIGS.is_dir() else "none found"
+    raise FileNotFoundError(f"recipe {recipe!r} not found (a YAML path, or one of: {known})")
+
+
+def _split_recipe(args: list[str]) -> tuple[str | None, list[str]]:
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from stsmooth import config, train
+
+    recipe, overrides = _split_recipe(args.rest)
+    cfg = config.load(resolve_recipe(recipe) if recipe else None, overrides)
+    import torch.distributed as tdist
+
+    from stsmooth.distributed import is_main
+
+    try:
+        results = train.run(cfg)
+        if is_main():
+            print(json.dumps(results, indent=2))
+    finally:
+        if tdist.is_available() and tdist.is_initialized():
+            tdist.destroy_process_group()
+    return 0
+
+
+def _parse_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``stsmooth eval PROTOCOL CHECKPOINT [key=value ...]``.
+
+    Dotted keys (``data.root=...``) override the run's stored config; ``which=student``
+    evaluates the student instead of the teacher; other keys are options of the
+    protocol (e.g. ``k=200`` for knn, ``epochs=50`` for linear).
+    """
+    import copy
+
+    import torch
+
+    from stsmooth import builder, checkpoint, config, evaluate, run_data
+    from stsmooth.monitor import Features
+
+    if args.protocol not in PROTOCOLS:
+        raise ValueError(f"evaluation protocol {args.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    state = checkpoint.load(args.checkpoint)
+    dotted, options = [], {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"argument {item!r} is not of the form key=value")
+        if "." in key:
+            dotted.append(item)
+        else:
+            options[key] = _parse_value(value)
+    which = options.pop("which", "teacher")
+    if which not in ("teacher", "student"):
+        raise ValueError(f"which={which!r} is not one of teacher, student")
+    cfg = config.from_dict(state["config"], dotted)
+    device = builder.resolve_device(cfg.device)
+    model, teacher, augment = builder.build_model(cfg, state["meta"], device)
+    model.load_state_dict(state["model"])
+    teacher.load_state_dict(state["teacher"])
+    net = teacher.module if which == "teacher" else model.student
+    if args.protocol == "finetune":  # a trainable copy: the teacher's weights are frozen
+        net = copy.deepcopy(net).requires_grad_(True)
+    sets = run_data.load(cfg, "self_supervised")
+    train_set, test_set = (s if hasattr(s, "images") else s.to_imageset() for s in (sets.bank, sets.test))
+    metrics = evaluate.run_eval(args.protocol, Features(net), train_set, test_set, device=device,
+                                transform=augment["eval"], **options)
+    metrics = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+    print(f"{args.protocol} evaluation of the {which} in {args.checkpoint}")
+    print(evaluate.format_table(metrics))
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.protocol}_{which}.json"
+    out.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    print(f"metrics written to {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from stsmooth import checkpoint
+
+    path = checkpoint.export(args.checkpoint, args.out, which="student" if args.student else "teacher")
+    print(f"{'student' if args.student else 'teacher'} backbone written to {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stsmooth import demo
+
+    import torch
+
+    # Tiny 8x8 networks gain nothing from more threads, and lose a lot when cores are shared.
+    torch.set_num_threads(args.threads)
+    demo.main(seeds=args.seeds, out=args.out, epochs=args.epochs)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stsmooth", description="Teacher smoothing (TMA, SE, STS, EMAN) for "
+                                "student-teacher learning.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train from a recipe: stsmooth train RECIPE.yaml [key=value ...]")
+    t.add_argument("rest", nargs="*", metavar="RECIPE [key=value ...]")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("eval", help="evaluate a checkpoint: stsmooth eval knn CHECKPOINT [key=value ...]")
+    e.add_argument("protocol", metavar="PROTOCOL", help=" | ".join(PROTOCOLS))
+    e.add_argument("checkpoint", metavar="CHECKPOINT")
+    e.add_argument("overrides", nargs="*", metavar="key=value")
+    e.add_argument("--out", default=None, help="metrics JSON (default: next to the checkpoint)")
+    e.set_defaults(func=cmd_eval)
+    x = sub.add_parser("export", help="write the teacher's backbone as safetensors (torchvision names)")
+    x.add_argument("checkpoint", metavar="CHECKPOINT")
+    x.add_argument("out", metavar="OUT.safetensors")
+    x.add_argument("--student", action="store_true", help="export the student's backbone instead")
+    x.set_defaults(func=cmd_export)
+    d = sub.add_parser("demo", help="BYOL on digits with no smoothing, TMA, SE and STS (a few minutes on CPU)")
+    d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (mean ± std over them)")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    d.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from stsmooth.train import NonFiniteLossError
+
+    try:
+        return args.func(args)
+    except NonFiniteLossError as err:
+        print(f"stsmooth: {err}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError) as err:
+        print(f"stsmooth: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,340 @@
+"""Typed run configuration: recipes (YAML) + ``key=value`` overrides.
+
+A run is described by one :class:`RunConfig`. It is built from three layers,
+later ones winning: the structured schema's defaults (the dataclasses below),
+a recipe file from ``configs/`` and dotted command-line overrides such as
+``teacher.preserve_prob=0.7``. OmegaConf's structured mode checks every key and
+every type; its errors are turned into one-line ``ValueError`` s that name the
+nearest valid key (``difflib``).
+
+Per-method sections (``byol``, ``moco``, ``fixmatch``, ...) come from each
+method file's ``Config`` dataclass through :mod:`stsmooth.methods`, so a method
+owns its own hyper-parameters and this file never has to change for a new one.
+
+Default values are those of the papers: 000 = STS (Huang et al.), 003 = EMAN
+(Cai et al.), 004 = Mean Teacher (Tarvainen & Valpola).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf import errors as oc_errors
+
+from stsmooth import methods
+
+GRANULARITIES = ("tensor", "layer", "channel", "neuron")
+TEACHER_NORMS = ("eman", "batch", "copy", "own")
+MOMENTUM_SCHEDULES = ("constant", "cosine", "mean_teacher", "two_phase", "linear")
+PRESERVE_SCHEDULES = ("constant", "cosine", "linear")
+OPTIMIZERS = ("sgd", "lars")
+LR_SCHEDULES = ("cosine", "constant", "step", "fixmatch")
+NORM_BASELINES = ("none", "shufflebn", "syncbn")
+
+
+@dataclass
+class DataConfig:
+    """Which images to train on (see :mod:`stsmooth.data`)."""
+
+    name: str = "digits"  # digits|mnist|cifar10|cifar100|svhn|stl10|npz|folder
+    root: Optional[str] = None  # folder/file of the data set; None = the loader's default
+    download: bool = False  # fetch (checksum-verified) when missing
+    image_size: int = 0  # side of the training crops; 0 = the data set's native size
+    train_split: str = "train"  # stl10 self-supervised: "unlabeled"
+    test_split: str = "test"  # split used for kNN / accuracy evaluation
+    labels_per_class: Optional[int] = None  # semi-supervised: e.g. 4 for CIFAR-10@40 (000 Table 6)
+    label_fraction: Optional[float] = None  # semi-supervised: e.g. 0.1 for ImageNet 10% (003 §5.3)
+    split_seed: int = 0  # seeds 0/1/2 give the three standard label splits (000 §4.5)
+    unlabeled: str = "all"  # all: labeled images also feed the unlabeled loss (FixMatch) | rest
+    unlabeled_split: Optional[str] = None  # extra unlabeled split: stl10 "unlabeled", svhn "extra"
+    decode_size: int = 0  # folder: decode side before cropping; 0 = image_size * 8 / 7 (256 for 224)
+    num_workers: int = 8  # folder data sets only: DataLoader decoding workers
+
+
+@dataclass
+class ModelConfig:
+    """The backbone (see :func:`stsmooth.models.build`)."""
+
+    name: str = "resnet18"  # 000 §4.1: resnet50 on ImageNet; resnet18 for CIFAR variants
+    options: Dict[str, Any] = field(default_factory=dict)  # e.g. {stem: cifar} or {dropout: 0.5}
+
+
+@dataclass
+class AugmentConfig:
+    """Options passed to the method's augmentation recipes (see :mod:`stsmooth.augment`).
+
+    ``None`` keeps each recipe's own (paper) default; a value is given to every
+    recipe that has the option. ``recipes`` sets options of one recipe only.
+    """
+
+    flip: Optional[bool] = None  # SimCLR/BYOL/FixMatch horizontal flip (True); digits: false
+    crop_scale: Optional[List[float]] = None  # crop area range; BYOL [0.08, 1], MoCo v2 [0.2, 1]
+    blur: Optional[bool] = None  # Gaussian blur (BYOL p=1.0/0.1, MoCo v2 p=0.5); off for tiny images
+    color: Optional[bool] = None  # colour jitter + grayscale; off for 1-channel images
+    recipes: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # e.g. {byol2: {solarize_p: 0.0}}
+    eval_crop_fraction: float = 1.0  # evaluation centre crop (ImageNet: 0.875 = 224 of 256)
+
+
+@dataclass
+class TeacherConfig:
+    """How the teacher is made from the student (Eq. 3 of 000, EMAN of 003)."""
+
+    momentum: float = 0.99  # m; 000 §4.1 BYOL: 0.99 -> 1 (cosine); MoCo 0.999; 003 BYOL 0.98
+    preserve_prob: float = 0.7  # p; 000 §4.1: 0.7 BYOL / 0.5 MoCo / 0.5 FixMatch; 0 = TMA
+    granularity: str = "layer"  # tensor|layer|channel|neuron; 000 §4.3 default: layer
+    norm: str = "eman"  # eman|batch|copy|own (003 Table 1 / Table 8)
+    momentum_schedule: str = "constant"  # constant|cosine|mean_teacher|two_phase|linear
+    momentum_final: float = 1.0  # end value of cosine/linear/two_phase (BYOL: 1.0; 004: 0.999)
+    momentum_switch_epochs: float = 0.0  # two_phase: epochs at the first value (004 §3.4 ramp-up)
+    preserve_schedule: str = "constant"  # constant|cosine|linear
+    preserve_final: float = 0.7  # end value of the p schedule
+    seed: int = 0  # seed of the spatial-ensemble draws (same on all ranks)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule."""
+
+    name: str = "sgd"  # sgd|lars; 000 §4.1 SGD; 003 BYOL-EMAN LARS
+    lr: float = 0.1  # 000 §4.1 BYOL 0.1 at batch 256; MoCo v2 0.03; 003 BYOL 0.9 at 512
+    momentum: float = 0.9  # 000 §4.1
+    weight_decay: float = 1e-4  # 000 §4.1 (FixMatch CIFAR-10 5e-4)
+    nesterov: bool = False  # FixMatch: true
+    exclude_bias_bn: bool = False  # no weight decay / LARS scaling on biases and BN (BYOL LARS)
+    lars_eta: float = 0.001  # LARS trust coefficient (You et al. 2017)
+    schedule: str = "cosine"  # cosine|constant|step|fixmatch (cos(7 pi k / 16 K))
+    milestones: List[float] = field(default_factory=list)  # step: epochs where lr *= 0.1
+    warmup_epochs: float = 10.0  # 000 §4.1 BYOL: 10 epochs
+    warmup_factor: float = 0.001  # 000 §4.1: warm-up starts at 0.001 x lr
+    batch_size: int = 256  # global batch (labeled batch for semi-supervised); 000 §4.1: 256
+    epochs: int = 200  # 000 §4.2: 200 epochs
+    steps_per_epoch: int = 0  # 0 = one pass over the training set
+    grad_clip: float = 0.0  # 0 = off
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation cadence during training."""
+
+    every_epochs: int = 10  # kNN / accuracy every N epochs (and always at the end)
+    at_start: bool = False  # also evaluate the random initialisation (reference line)
+    knn_k: int = 20  # 003 §5: k = 20
+    knn_t: float = 0.07  # kNN temperature (Wu et al. 2018)
+    bank_size: int = 0  # training images in the kNN bank; 0 = all (003 §5.1 uses 10%)
+    probe_size: int = 256  # fixed images for the output-smoothness measure (000 Fig. 3)
+    batch_size: int = 256  # feature extraction batch
+
+
+@dataclass
+class BaseRunConfig:
+    """Sections shared by every method; :data:`RunConfig` adds the method sections."""
+
+    method: str = "byol"  # byol|moco|fixmatch|mean_teacher|supervised
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    norm_baseline: str = "none"  # none|shufflebn|syncbn: 003 Table 1 baselines (teacher.norm=batch)
+    out: str = "runs/default"  # run folder
+    seed: int = 0
+    resume: bool = False  # continue from {out}/checkpoints/last.pt
+    compile: bool = False  # torch.compile the student
+    amp: bool = True  # bf16 autocast + channels_last on CUDA (no effect on CPU)
+    device: str = "auto"  # auto|cpu|cuda|cuda:N
+    progress: bool = True  # tqdm bar on the main rank
+    export: bool = True  # write teacher/student safetensors at the end
+
+
+def _make_run_config() -> type:
+    extra = [(name, mod.Config, field(default_factory=mod.Config)) for name, mod in methods.available().items()]
+    return dataclasses.make_dataclass("RunConfig", extra, bases=(BaseRunConfig,))
+
+
+RunConfig = _make_run_config()
+
+
+def _valid_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(node):
+        full = f"{prefix}{f.name}"
+        keys.append(full)
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            keys.extend(_valid_keys(value, full + "."))
+    return keys
+
+
+def valid_keys() -> list[str]:
+    """All dotted keys of the schema, e.g. ``["method", "data", "data.name", ...]``."""
+    return _valid_keys(RunConfig())
+
+
+def nearest_key(key: str) -> Optional[str]:
+    """The valid dotted key closest to ``key`` (difflib), or None."""
+    keys = valid_keys()
+    hit = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    if hit:
+        return hit[0]
+    # A wrong section with a right leaf ("optimizer.lr") is still worth a hint.
+    leaf = key.rsplit(".", 1)[-1]
+    by_leaf = {k.rsplit(".", 1)[-1]: k for k in keys}
+    hit = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.7)
+    return by_leaf[hit[0]] if hit else None
+
+
+def _flat_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, DictConfig):
+        out = []
+        for k in node.keys():
+            out += _flat_keys(node._get_node(k), f"{prefix}{k}.")
+        return out or [prefix[:-1]]
+    return [prefix[:-1]]
+
+
+def _friendly(err: oc_errors.OmegaConfBaseException, source: str, layer: DictConfig | None = None) -> ValueError:
+    key = getattr(err, "full_key", None) or ""
+    if layer is not None and key:
+        # OmegaConf names the first unknown level ("optimizer"); report the key as written.
+        written = [k for k in _flat_keys(layer) if k == key or k.startswith(key + ".")]
+        key = written[0] if written else key
+    msg = getattr(err, "msg", None) or str(err).splitlines()[0]
+    if isinstance(err, (oc_errors.ConfigKeyError, oc_errors.ConfigAttributeError)) and "not in" in msg:
+        near = nearest_key(key)
+        hint = f"; did you mean '{near}'?" if near else ""
+        return ValueError(f"unknown config key '{key}' ({source}){hint}")
+    msg = msg.splitlines()[0]
+    return ValueError(f"bad value for config key '{key}' ({source}): {msg}")
+
+
+def _check_choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        near = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise ValueError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}{hint}")
+
+
+def validate(cfg: Any) -> None:
+    """Checks value ranges and names the schema's types cannot express.
+
+    Raises:
+        ValueError: one line naming the key, the value and what is allowed.
+    """
+    _check_choice("method", cfg.method, tuple(methods.available()))
+    mod = methods.get(cfg.method)
+    if hasattr(mod, "validate"):  # the method's own range checks
+        mod.validate(getattr(cfg, cfg.method))
+    t = cfg.teacher
+    _check_choice("teacher.granularity", t.granularity, GRANULARITIES)
+    _check_choice("teacher.norm", t.norm, TEACHER_NORMS)
+    _check_choice("teacher.momentum_schedule", t.momentum_schedule, MOMENTUM_SCHEDULES)
+    _check_choice("teacher.preserve_schedule", t.preserve_schedule, PRESERVE_SCHEDULES)
+    for key in ("momentum", "preserve_prob", "momentum_final", "preserve_final"):
+        value = getattr(t, key)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"teacher.{key}={value} must lie in [0, 1]")
+    o = cfg.optim
+    _check_choice("optim.name", o.name, OPTIMIZERS)
+    _check_choice("optim.schedule", o.schedule, LR_SCHEDULES)
+    _check_choice("norm_baseline", cfg.norm_baseline, NORM_BASELINES)
+    if o.lr <= 0 or o.batch_size <= 0 or o.epochs <= 0:
+        raise ValueError(f"optim.lr={o.lr}, optim.batch_size={o.batch_size}, optim.epochs={o.epochs} must be > 0")
+    if o.steps_per_epoch < 0 or o.warmup_epochs < 0:
+        raise ValueError("optim.steps_per_epoch and optim.warmup_epochs must be >= 0")
+    crop = cfg.augment.crop_scale
+    if crop is not None and (len(crop) != 2 or not 0 < crop[0] <= crop[1] <= 1):
+        raise ValueError(f"augment.crop_scale={list(crop)} must be [low, high] with 0 < low <= high <= 1")
+    if cfg.eval.every_epochs < 0 or cfg.eval.knn_k <= 0:
+        raise ValueError("eval.every_epochs must be >= 0 and eval.knn_k > 0")
+    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+        raise ValueError(f"device={cfg.device!r} is not one of auto, cpu, cuda, cuda:N")
+    d = cfg.data
+    if d.labels_per_class is not None and d.label_fraction is not None:
+        raise ValueError("set only one of data.labels_per_class and data.label_fraction")
+    _check_choice("data.unlabeled", d.unlabeled, ("all", "rest"))
+    if cfg.norm_baseline == "shufflebn" and t.norm != "batch":
+        raise ValueError(f"norm_baseline=shufflebn needs teacher.norm=batch (ShuffleBN normalises with batch "
+                         f"statistics), got teacher.norm={t.norm!r}")
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    """``["a.b=1", ...]`` -> DictConfig; a token without ``=`` is an error."""
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ValueError(f"override {item!r} is not of the form key=value (e.g. teacher.momentum=0.99)")
+    return OmegaConf.from_dotlist(list(overrides))
+
+
+def load(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Builds a validated :data:`RunConfig` from a recipe and overrides.
+
+    Args:
+        recipe: path to a YAML recipe (``configs/*.yaml``) or None for defaults.
+        overrides: dotted ``key=value`` strings, applied after the recipe.
+
+    Returns:
+        A ``RunConfig`` dataclass instance (typed attributes).
+
+    Raises:
+        FileNotFoundError: the recipe does not exist.
+        ValueError: unknown key (with the nearest valid key), wrong type or bad value.
+    """
+    merged = OmegaConf.structured(RunConfig)
+    if recipe is not None:
+        path = Path(recipe)
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe {str(path)!r} not found (see configs/*.yaml)")
+        layer = OmegaConf.load(path)
+        if not isinstance(layer, DictConfig):
+            raise ValueError(f"recipe {str(path)!r} must be a YAML mapping, not a list")
+        merged = _merge(merged, layer, f"in {path.name}")
+    if overrides:
+        merged = _merge(merged, parse_overrides(list(overrides)), "in overrides")
+    return _finish(merged)
+
+
+def _merge(base: DictConfig, layer: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, layer)
+    except oc_errors.OmegaConfBaseException as err:
+        raise _friendly(err, source, layer) from None
+
+
+def from_dict(data: dict, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Rebuilds a RunConfig from a plain dict (e.g. the one stored in a checkpoint), then overrides."""
+    merged = _merge(OmegaConf.structured(RunConfig), OmegaConf.create(data), "in stored config")
+    if overrides:
+        merged = _merge(merged, parse_overrides(list(overrides)), "in overrides")
+    return _finish(merged)
+
+
+def _finish(merged: DictConfig) -> Any:
+    cfg = OmegaConf.to_object(merged)
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of ``cfg`` (only str/int/float/bool/None/list/dict)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def to_yaml(cfg: Any) -> str:
+    """The resolved config as YAML (what a run folder's ``config.yaml`` holds)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save(cfg: Any, path: str | Path) -> None:
+    """Writes ``cfg`` as YAML to ``path``."""
+    Path(path).write_text(to_yaml(cfg))
+
+
+def method_config(cfg: Any) -> Any:
+    """The section of the selected method, e.g. ``cfg.byol`` when ``cfg.method == "byol"``."""
+    return getattr(cfg, cfg.method)

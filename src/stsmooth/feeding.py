@@ -1,0 +1,110 @@
+"""Training batches for the two kinds of method, as pure functions of the step.
+
+* self-supervised: ``{"x": uint8 (B, C, H, W), "y": int64 (B,)}`` from one
+  loader over the training split; an epoch is one pass.
+* semi-supervised: ``{"x_l", "y_l", "x_u"}``: B labeled images and mu x B
+  unlabeled ones. The unlabeled loader defines the epoch (the labeled one,
+  much smaller, cycles through its own passes), as in FixMatch.
+
+Batches are the global batch split across ranks: every loader is sharded by
+``(rank, world_size)`` (every ``world_size``-th index of one permutation), so
+the union of the ranks' batches at a step is the single-process batch.
+
+The order of any loader at any step depends only on ``(seed, pass)``, so a run
+resumed at a step boundary continues with exactly the same batches.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from stsmooth.data import DeviceLoader
+from stsmooth.data.folder import FolderLoader
+
+
+def make_loader(data, batch_size: int, seed: int, device, rank: int, world_size: int, num_workers: int = 8,
+                shuffle: bool = True, drop_last: bool = True):
+    """A DeviceLoader (in-memory ImageSet) or FolderLoader (FolderSet) with one rank's share."""
+    if hasattr(data, "images"):
+        return DeviceLoader(data, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, device=device,
+                            rank=rank, world_size=world_size)
+    return FolderLoader(data, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, device=device,
+                        num_workers=num_workers, rank=rank, world_size=world_size)
+
+
+def cycle_from(loader, start_batch: int) -> Iterator:
+    """Endless batches of ``loader`` starting at overall batch index ``start_batch``.
+
+    Pass ``e`` of the loader is ``set_epoch(e)``; batch ``i`` overall is batch
+    ``i % len(loader)`` of pass ``i // len(loader)``.
+    """
+    n = len(loader)
+    epoch, skip = divmod(start_batch, n)
+    while True:
+        loader.set_epoch(epoch)
+        for i, batch in enumerate(loader):
+            if i >= skip:
+                yield batch
+        epoch, skip = epoch + 1, 0
+
+
+class SelfSupervisedFeed:
+    """Batches ``{"x", "y"}`` from the training split.
+
+    Args:
+        train: ImageSet or FolderSet.
+        batch_size: this rank's batch (global batch / world size).
+        steps_per_epoch: 0 = one pass over the split.
+    """
+
+    def __init__(self, train, batch_size: int, seed: int, device, rank: int = 0, world_size: int = 1,
+                 steps_per_epoch: int = 0, num_workers: int = 8):
+        self.loader = make_loader(train, batch_size, seed, device, rank, world_size, num_workers)
+        self.steps_per_epoch = steps_per_epoch or len(self.loader)
+        self.images_per_step = batch_size
+
+    def epoch(self, epoch: int) -> Iterator[dict]:
+        """The batches of ``epoch`` (``steps_per_epoch`` of them)."""
+        stream = cycle_from(self.loader, epoch * self.steps_per_epoch)
+        for _ in range(self.steps_per_epoch):
+            x, y = next(stream)
+            yield {"x": x, "y": y}
+
+
+class SemiSupervisedFeed:
+    """Batches ``{"x_l", "y_l", "x_u"}`` from labeled and unlabeled sets.
+
+    Args:
+        labeled: ImageSet of the labeled subset.
+        unlabeled: ImageSet of the unlabeled images (or None when ``mu == 0``).
+        batch_size: this rank's labeled batch B (global / world size).
+        mu: unlabeled images per labeled one; ``x_u`` has mu x B images.
+        steps_per_epoch: 0 = one pass over the unlabeled set (the labeled set when mu == 0).
+    """
+
+    def __init__(self, labeled, unlabeled, batch_size: int, mu: int, seed: int, device, rank: int = 0,
+                 world_size: int = 1, steps_per_epoch: int = 0, num_workers: int = 8):
+        if len(labeled) < batch_size * world_size:
+            raise ValueError(f"{len(labeled)} labeled images are fewer than the labeled batch "
+                             f"{batch_size * world_size} (optim.batch_size); lower optim.batch_size")
+        self.labeled = make_loader(labeled, batch_size, seed, device, rank, world_size, num_workers)
+        self.unlabeled = None
+        if mu > 0:
+            # A different seed: the two orders must not be the same permutation.
+            self.unlabeled = make_loader(unlabeled, mu * batch_size, seed + 1, device, rank, world_size,
+                                         num_workers)
+        base = self.unlabeled if self.unlabeled is not None else self.labeled
+        self.steps_per_epoch = steps_per_epoch or len(base)
+        self.images_per_step = batch_size * (1 + mu)
+
+    def epoch(self, epoch: int) -> Iterator[dict]:
+        start = epoch * self.steps_per_epoch
+        labeled = cycle_from(self.labeled, start)
+        unlabeled = cycle_from(self.unlabeled, start) if self.unlabeled is not None else None
+        for _ in range(self.steps_per_epoch):
+            x_l, y_l = next(labeled)
+            batch = {"x_l": x_l, "y_l": y_l}
+            if unlabeled is not None:
+                batch["x_u"] = next(unlabeled)[0]
+            yield batch
+

@@ -1,0 +1,83 @@
+"""BYOL: the regression loss, the model's parts and one full training step on CPU."""
+
+import pytest
+import torch
+
+from stsmooth import Teacher, augment, models
+from stsmooth.data import load
+from stsmooth.methods import byol
+from stsmooth.train import train_step
+
+SMALL = byol.Config(projector_hidden=32, projector_out=16, predictor_hidden=32)
+
+
+def _augment():
+    opts = dict(flip=False, color=False, blur=False)
+    return {"view1": augment.build("byol1", 8, **opts), "view2": augment.build("byol2", 8, **opts),
+            "normalize": augment.Normalize("digits")}
+
+
+def _model(cfg=SMALL):
+    torch.manual_seed(0)
+    return byol.build(cfg, models.build("digits_cnn", width=8), 0, _augment())
+
+
+def test_regression_loss_values():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert byol.regression_loss(a, 3 * a).item() == pytest.approx(0.0, abs=1e-6)
+    assert byol.regression_loss(a, -a).item() == pytest.approx(4.0)
+    assert byol.regression_loss(a, a.flip(1)).item() == pytest.approx(2.0)  # orthogonal
+
+
+def test_parts_and_paper_defaults():
+    assert (byol.Config().projector_hidden, byol.Config().projector_out) == (4096, 256)
+    model = _model()
+    assert byol.kind == "self_supervised"
+    assert set(byol.augment_recipes(SMALL).values()) == {"byol1", "byol2"}
+    student_ids = {id(p) for p in model.student.parameters()}
+    predictor_ids = {id(p) for p in model.predictor.parameters()}
+    assert not student_ids & predictor_ids
+    assert student_ids | predictor_ids == {id(p) for p in model.parameters()}
+    x = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    assert model.student.features(x).shape == (4, 32)
+    assert model.student(x).shape == (4, 16)
+
+
+def test_one_training_step_updates_student_and_teacher_by_the_rule():
+    model = _model()
+    teacher = Teacher(model.student, momentum=0.9, preserve_prob=0.0, norm="eman", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = load("digits").images[:32]
+    before_student = [p.detach().clone() for p in model.student.parameters()]
+    before_teacher = [p.detach().clone() for p in teacher.module.parameters()]
+    before_pred = [p.detach().clone() for p in model.predictor.parameters()]
+    loss, logs = train_step(model, teacher, opt, {"x": x, "y": torch.zeros(32, dtype=torch.long)}, 0, 0.9, 0.0)
+    assert torch.isfinite(loss) and 0 < loss.item() <= 8  # two directions, each in [0, 4]
+    assert float(logs["loss"]) == pytest.approx(loss.item())
+    changed = [not torch.equal(a, b) for a, b in zip(before_student, model.student.parameters())]
+    assert all(changed[:1]) and sum(changed) >= len(changed) - 2
+    assert any(not torch.equal(a, b) for a, b in zip(before_pred, model.predictor.parameters()))
+    # TMA (p=0): teacher <- m teacher + (1 - m) student, with the student after the optimiser step
+    for t0, t1, s1 in zip(before_teacher, teacher.module.parameters(), model.student.parameters()):
+        torch.testing.assert_close(t1, 0.9 * t0 + 0.1 * s1.detach())
+    assert teacher.step == 1
+
+
+def test_no_smoothing_and_asymmetric_loss():
+    model = _model(byol.Config(projector_hidden=32, projector_out=16, predictor_hidden=32, symmetric=False))
+    teacher = Teacher(model.student, momentum=0.0, preserve_prob=0.0, seed=0)  # teacher = student
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = load("digits").images[:16]
+    loss, _ = train_step(model, teacher, opt, {"x": x}, 0, 0.0, 0.0)
+    assert 0 < loss.item() <= 4
+    for t, s in zip(teacher.module.parameters(), model.student.parameters()):
+        assert torch.equal(t, s)
+
+
+def test_shuffle_bn_teacher_runs():
+    model = _model()
+    model.shuffle_bn = True
+    teacher = Teacher(model.student, momentum=0.9, preserve_prob=0.5, norm="batch", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loss, _ = train_step(model, teacher, opt, {"x": load("digits").images[:16]}, 0, 0.9, 0.5)
+    assert torch.isfinite(loss)

@@ -1,0 +1,83 @@
+"""MoCo v2: InfoNCE, the key queue and one full training step on CPU."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stsmooth import Teacher, augment, models
+from stsmooth.data import load
+from stsmooth.methods import moco
+from stsmooth.train import train_step
+
+SMALL = moco.Config(queue_size=10, temperature=0.2, projector_hidden=32, projector_out=8)
+
+
+def _model(cfg=SMALL):
+    torch.manual_seed(0)
+    aug = augment.build("moco", 8, flip=False, color=False, blur=False)
+    return moco.build(cfg, models.build("digits_cnn", width=8), 0,
+                      {"query": aug, "key": aug, "normalize": augment.Normalize("digits")})
+
+
+def test_info_nce_matches_cross_entropy_by_hand():
+    torch.manual_seed(0)
+    q = F.normalize(torch.randn(3, 4), dim=1)
+    k = F.normalize(torch.randn(3, 4), dim=1)
+    queue = F.normalize(torch.randn(4, 5), dim=0)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue], 1) / 0.2
+    expected = -(logits[:, 0] - logits.logsumexp(1)).mean()
+    assert moco.info_nce(q, k, queue, 0.2).item() == pytest.approx(expected.item(), rel=1e-6)
+    # a perfect positive and orthogonal negatives: loss = log(1 + K e^{-1/T})
+    q = torch.eye(4)[:1]
+    queue = torch.eye(4)[:, 1:]
+    assert moco.info_nce(q, q, queue, 0.2).item() == pytest.approx(math.log(1 + 3 * math.exp(-5)), rel=1e-5)
+
+
+def test_queue_wraps_around():
+    model = _model()
+    assert model.queue.shape == (8, 10)
+    torch.testing.assert_close(model.queue.norm(dim=0), torch.ones(10))
+    keys = [F.normalize(torch.randn(4, 8), dim=1) for _ in range(3)]
+    for k in keys:
+        model._enqueue(k)
+    assert int(model.queue_ptr) == 2
+    torch.testing.assert_close(model.queue[:, 4:8], keys[1].T)
+    torch.testing.assert_close(model.queue[:, 8:10], keys[2][:2].T)
+    torch.testing.assert_close(model.queue[:, 0:2], keys[2][2:].T)
+
+
+def test_one_training_step_updates_student_teacher_and_queue():
+    assert (moco.Config().queue_size, moco.Config().temperature) == (65536, 0.2)
+    model = _model(moco.Config(queue_size=64, projector_hidden=32, projector_out=8))
+    teacher = Teacher(model.student, momentum=0.99, preserve_prob=0.0, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = load("digits").images[:16]
+    queue0 = model.queue.clone()
+    t0 = [p.detach().clone() for p in teacher.module.parameters()]
+    s0 = [p.detach().clone() for p in model.student.parameters()]
+    loss, logs = train_step(model, teacher, opt, {"x": x}, 0, 0.99, 0.0)
+    assert torch.isfinite(loss) and loss.item() > 0
+    assert 0 <= float(logs["acc1"]) <= 100
+    assert any(not torch.equal(a, b) for a, b in zip(s0, model.student.parameters()))
+    for a, b, s in zip(t0, teacher.module.parameters(), model.student.parameters()):
+        torch.testing.assert_close(b, 0.99 * a + 0.01 * s.detach())
+    assert int(model.queue_ptr) == 16
+    assert not torch.equal(model.queue[:, :16], queue0[:, :16]) and torch.equal(model.queue[:, 16:], queue0[:, 16:])
+    assert "queue" in model.state_dict()  # the queue is saved with the model
+
+
+def test_spatial_ensemble_replaces_whole_layers():
+    model = _model(moco.Config(queue_size=64, projector_hidden=32, projector_out=8, symmetric=True))
+    teacher = Teacher(model.student, momentum=0.0, preserve_prob=0.5, granularity="layer", seed=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    t0 = [p.detach().clone() for p in teacher.module.parameters()]
+    train_step(model, teacher, opt, {"x": load("digits").images[:16]}, 0, 0.0, 0.5)
+    for a, b, s in zip(t0, teacher.module.parameters(), model.student.parameters()):
+        assert torch.equal(b, a) or torch.equal(b, s)  # SE: each unit is kept or copied
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="queue_size"):
+        _model(moco.Config(queue_size=0))

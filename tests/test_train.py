@@ -1,0 +1,165 @@
+"""The training loop: schedules, LARS, bit-identical resume, non-finite loss, semi-supervised feeding."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from stsmooth import checkpoint, config, optim, train
+from stsmooth.lars import LARS
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["progress=false", "model.options.width=8", "byol.projector_hidden=32", "byol.projector_out=16",
+        "byol.predictor_hidden=32", "optim.batch_size=32", "optim.steps_per_epoch=3", "optim.warmup_epochs=1",
+        "eval.every_epochs=2", "eval.probe_size=32", "export=false"]
+
+
+def tiny(out, *extra):
+    return config.load(ROOT / "configs/byol_digits.yaml", TINY + [f"out={out}", *extra])
+
+
+def test_learning_rate_warmup_then_cosine():
+    cfg = config.load(overrides=["optim.lr=0.4", "optim.epochs=10", "optim.warmup_epochs=2"]).optim
+    lr = [optim.learning_rate(cfg, k, 5) for k in range(50)]
+    assert lr[0] == pytest.approx(0.4 * 0.001)  # 000 §4.1: warm-up from 0.001 x lr
+    assert lr[10] == pytest.approx(0.4)  # end of warm-up
+    assert all(a <= b for a, b in zip(lr[:10], lr[1:11])) and all(a >= b for a, b in zip(lr[10:], lr[11:]))
+    assert optim.learning_rate(cfg, 30, 5) == pytest.approx(0.2)  # half-way through the cosine
+    assert optim.learning_rate(cfg, 50, 5) == pytest.approx(0.0, abs=1e-12)
+    step = config.load(overrides=["optim.schedule=step", "optim.milestones=[6,8]", "optim.warmup_epochs=0",
+                                  "optim.epochs=10"]).optim
+    assert [optim.learning_rate(step, k * 5, 5) for k in (5, 6, 8)] == pytest.approx([0.1, 0.01, 0.001])
+    fm = config.load(overrides=["optim.schedule=fixmatch", "optim.warmup_epochs=0", "optim.epochs=4"]).optim
+    assert optim.learning_rate(fm, 20, 5) == pytest.approx(0.1 * math.cos(7 * math.pi / 16))
+
+
+def test_teacher_schedules_are_functions_of_the_step():
+    t = config.load(overrides=["teacher.momentum=0.99", "teacher.momentum_schedule=cosine"]).teacher
+    m, p = train.teacher_schedules(t, 10, 100)
+    assert m(0) == pytest.approx(0.99) and m(50) == pytest.approx(0.995) and m(100) == pytest.approx(1.0)
+    assert p(0) == p(77) == 0.7
+    t = config.load(overrides=["teacher.momentum_schedule=two_phase", "teacher.momentum_final=0.999",
+                               "teacher.momentum_switch_epochs=2"]).teacher
+    m, _ = train.teacher_schedules(t, 10, 100)
+    assert (m(19), m(20)) == (0.99, 0.999)
+
+
+def test_lars_trust_ratio():
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    w.grad = torch.tensor([0.6, 0.8])
+    opt = LARS([w], lr=1.0, momentum=0.0, weight_decay=0.0, eta=0.01)
+    opt.step()
+    # trust = eta * |w| / |g| = 0.01 * 5 / 1; update = lr * trust * g
+    torch.testing.assert_close(w.detach(), torch.tensor([3.0 - 0.05 * 0.6, 4.0 - 0.05 * 0.8]))
+    b = torch.nn.Parameter(torch.tensor([1.0]))
+    b.grad = torch.tensor([2.0])
+    LARS([{"params": [b], "lars": False, "weight_decay": 0.0}], lr=0.1).step()
+    assert b.item() == pytest.approx(0.8)  # plain SGD on excluded parameters
+
+
+def _final_state(out):
+    state = checkpoint.load(Path(out) / "checkpoints/last.pt")
+    return state
+
+
+def test_resume_is_bit_identical(tmp_path, monkeypatch):
+    straight = tiny(tmp_path / "straight", "optim.epochs=4")
+    res_a = train.run(straight)
+
+    interrupted = tiny(tmp_path / "resumed", "optim.epochs=4")
+    real_save = checkpoint.save
+
+    def crash_after_epoch_2(state, path):
+        real_save(state, path)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(train.ckpt, "save", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(interrupted)
+    monkeypatch.setattr(train.ckpt, "save", real_save)
+    assert _final_state(tmp_path / "resumed")["epoch"] == 2
+    res_b = train.run(tiny(tmp_path / "resumed", "optim.epochs=4", "resume=true"))
+
+    a, b = _final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed")
+    assert a["step"] == b["step"] == 12
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key in a["teacher"]["module"]:
+        assert torch.equal(a["teacher"]["module"][key], b["teacher"]["module"][key]), key
+    assert a["teacher"]["step"] == b["teacher"]["step"] == 12
+    assert res_a["teacher"] == res_b["teacher"] and res_a["student"] == res_b["student"]
+    assert res_a["smoothness"] == res_b["smoothness"]
+    rows = (tmp_path / "resumed/metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 and rows == (tmp_path / "straight/metrics.csv").read_text().splitlines()[:1] + rows[1:]
+
+
+def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
+    from stsmooth.methods.byol import BYOL
+
+    real_loss = BYOL.loss
+
+    def loss_goes_nan(self, batch, teacher, step):
+        loss, logs = real_loss(self, batch, teacher, step)
+        return (loss * float("nan") if step >= 4 else loss), logs
+
+    monkeypatch.setattr(BYOL, "loss", loss_goes_nan)
+    with pytest.raises(train.NonFiniteLossError, match=r"step 4 \(epoch 2\).*last good epoch \(1\)"):
+        train.run(tiny(tmp_path, "optim.epochs=3"))
+    state = _final_state(tmp_path)
+    assert state["epoch"] == 1 and state["step"] == 3
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_run_folder_contents(tmp_path):
+    res = train.run(tiny(tmp_path, "optim.epochs=2", "export=true", "eval.at_start=true"))
+    for name in ("config.yaml", "metrics.csv", "results.json", "curves.png", "checkpoints/last.pt",
+                 "teacher.safetensors", "student.safetensors"):
+        assert (tmp_path / name).is_file(), name
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == res and saved["epochs"] == 2
+    assert 0 <= saved["teacher"]["knn_top1"] <= 100 and 0 <= saved["init"]["knn_top1"] <= 100
+    assert saved["smoothness"]["param_msd"] > 0  # the teacher moved between evaluations
+    assert config.load(tmp_path / "config.yaml") == tiny(tmp_path, "optim.epochs=2", "export=true",
+                                                         "eval.at_start=true")
+
+
+def test_semi_supervised_run(tmp_path):
+    cfg = config.load(ROOT / "configs/supervised_digits.yaml",
+                      ["progress=false", f"out={tmp_path}", "optim.epochs=2", "optim.steps_per_epoch=3",
+                       "model.options.width=8", "export=false"])
+    res = train.run(cfg)
+    assert res["labels"] == 30 and set(res["teacher"]) == {"top1", "top5"}
+    assert (tmp_path / "split.json").is_file()
+
+
+def test_tensorboard_events_when_installed(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    scalars = []
+
+    class FakeWriter:
+        def __init__(self, logdir, purge_step=None):
+            self.logdir = logdir
+
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    train.run(tiny(tmp_path, "optim.epochs=2", "eval.every_epochs=1"))
+    tags = {t for t, _, _ in scalars}
+    assert {"train/loss", "teacher/knn_top1", "student/knn_top1", "train/m", "train/p", "train/lr",
+            "smoothness/param_msd"} <= tags
+    assert [s for t, _, s in scalars if t == "teacher/knn_top1"] == [3, 6]  # at the step of each evaluation
