@@ -1,6 +1,7 @@
 """FixMatch: threshold mask, masked loss, which network makes the pseudo-labels, one real step."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,8 @@ from torch import nn
 from stsmooth import Teacher
 from stsmooth.methods import fixmatch
 from stsmooth.methods.supervised import Classifier
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class ConstFeatures(nn.Module):
@@ -135,3 +138,47 @@ def test_one_training_step_with_real_teacher(source):
     teacher.update(model.student)
     moved = [not torch.equal(a, p) for a, p in zip(before, teacher.module.parameters())]
     assert any(moved)
+
+SMOKE = ["progress=false", "optim.epochs=2", "optim.steps_per_epoch=2", "model.options.width=8", "export=false",
+         "eval.every_epochs=1", "eval.probe_size=16"]
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("fixmatch_*.yaml")))
+def test_recipes_load(recipe):
+    from stsmooth import config
+
+    cfg = config.load(ROOT / "configs" / recipe)
+    fixmatch.validate(cfg.fixmatch)
+    assert cfg.method == "fixmatch" and (cfg.data.labels_per_class or cfg.data.label_fraction)
+
+
+@pytest.mark.parametrize("source", ["student", "teacher"])
+def test_digits_recipe_trains_and_resumes_bit_identically(tmp_path, monkeypatch, source):
+    """FixMatch (classic and EMA-teacher, STS teacher) through the real loop; a crash after
+    epoch 1 and ``resume=true`` give the same teacher and student as an uninterrupted run."""
+    from stsmooth import checkpoint, config, train
+
+    def cfg(out, *more):
+        return config.load(ROOT / "configs/fixmatch_digits.yaml",
+                           SMOKE + [f"fixmatch.pseudo_labels_from={source}", "teacher.preserve_prob=0.5",
+                                    f"out={tmp_path / out}", *more])
+
+    straight = train.run(cfg("a"))
+    assert straight["labels"] == 30 and 0 <= straight["teacher"]["top1"] <= 100
+    real_save = checkpoint.save
+
+    def crash_after_epoch_1(state, path):
+        real_save(state, path)
+        if state["epoch"] == 1:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(train.ckpt, "save", crash_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg("b"))
+    monkeypatch.setattr(train.ckpt, "save", real_save)
+    resumed = train.run(cfg("b", "resume=true"))
+    assert resumed["teacher"] == straight["teacher"] and resumed["student"] == straight["student"]
+    a = checkpoint.load(tmp_path / "a/checkpoints/last.pt")
+    b = checkpoint.load(tmp_path / "b/checkpoints/last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["teacher"]["module"][k], b["teacher"]["module"][k]) for k in a["teacher"]["module"])

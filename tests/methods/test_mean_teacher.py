@@ -1,6 +1,7 @@
 """Mean Teacher: consistency costs, sigmoid ramp-up, two-head logit distance, Π-model, one real step."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,8 @@ from torch import nn
 from stsmooth import Teacher
 from stsmooth.methods import mean_teacher as mt
 from stsmooth.methods.supervised import Classifier
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class ConstFeatures(nn.Module):
@@ -161,3 +164,27 @@ def test_one_training_step_with_real_teacher(two_heads, momentum, preserve):
         assert all(torch.equal(t[k], s[k]) for k in s)
     else:
         assert any(not torch.equal(t[k], s[k]) for k in s)
+
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")
+                                          if p.name.startswith(("mean_teacher_", "pi_model_"))))
+def test_recipes_load(recipe):
+    from stsmooth import config
+
+    cfg = config.load(ROOT / "configs" / recipe)
+    mt.validate(cfg.mean_teacher)
+    assert cfg.method == "mean_teacher"
+    assert (cfg.mean_teacher.targets_from == "student") == recipe.startswith("pi_model_")
+
+
+@pytest.mark.parametrize("recipe,extra", [("mean_teacher_digits.yaml", ["mean_teacher.two_heads=true"]),
+                                          ("pi_model_digits.yaml", ["mean_teacher.consistency=kl"])])
+def test_digits_recipes_train(tmp_path, recipe, extra):
+    from stsmooth import config, train
+
+    cfg = config.load(ROOT / "configs" / recipe,
+                      ["progress=false", "optim.epochs=1", "optim.steps_per_epoch=3", "model.options.width=8",
+                       "export=false", "teacher.preserve_prob=0.5", f"out={tmp_path}", *extra])
+    res = train.run(cfg)
+    assert res["labels"] == 30 and 0 <= res["student"]["top1"] <= 100 and 0 <= res["teacher"]["top1"] <= 100

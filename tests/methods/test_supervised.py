@@ -1,5 +1,7 @@
 """Supervised-only baseline, the shared Classifier, and the labels-per-class error."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +9,8 @@ from torch import nn
 
 from stsmooth import Teacher
 from stsmooth.methods import supervised
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class ToFloat(nn.Module):
@@ -85,3 +89,20 @@ def test_more_labels_per_class_than_a_class_holds_is_an_error():
     train = data.load("digits", split="train")  # about 150 images per class
     with pytest.raises(ValueError, match="has 1[0-9][0-9] images but 200 labels per class"):
         splits.split_labeled(train.labels, per_class=200, seed=0)
+
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("supervised_*.yaml")))
+def test_recipes_load(recipe):
+    from stsmooth import config
+
+    cfg = config.load(ROOT / "configs" / recipe)
+    assert cfg.method == "supervised" and cfg.supervised.mu == 0
+
+
+def test_recipe_with_more_labels_than_a_class_holds_is_a_clear_error(tmp_path):
+    from stsmooth import config, run_data
+
+    cfg = config.load(ROOT / "configs/supervised_digits.yaml", ["data.labels_per_class=500", f"out={tmp_path}"])
+    with pytest.raises(ValueError, match="images but 500 labels per class"):
+        run_data.load(cfg, "semi_supervised")
