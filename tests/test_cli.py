@@ -64,7 +64,7 @@ def test_recipe_names_resolve_to_configs():
 
 
 def test_demo_runs_the_four_rules_and_prints_the_table(tmp_path, capsys):
-    from stsmooth import demo
+    from stsmooth.training import demo
 
     tiny = ["optim.steps_per_epoch=2", "optim.batch_size=32", "byol.projector_hidden=16", "byol.predictor_hidden=16"]
     records = demo.main(seeds=[0, 1], out=str(tmp_path), epochs=2, overrides=tiny)

@@ -50,7 +50,7 @@ def _split_recipe(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from stsmooth import config, train
+    from stsmooth.training import config, train
 
     recipe, overrides = _split_recipe(args.rest)
     cfg = config.load(resolve_recipe(recipe) if recipe else None, overrides)
@@ -88,8 +88,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     import torch
 
-    from stsmooth import builder, checkpoint, config, evaluate, run_data
-    from stsmooth.monitor import Features
+    from stsmooth import evaluate
+    from stsmooth.training import builder, checkpoint, config, run_data
+    from stsmooth.training.monitor import Features
 
     if args.protocol not in PROTOCOLS:
         raise ValueError(f"evaluation protocol {args.protocol!r} is not one of {', '.join(PROTOCOLS)}")
@@ -128,7 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from stsmooth import checkpoint
+    from stsmooth.training import checkpoint
 
     path = checkpoint.export(args.checkpoint, args.out, which="student" if args.student else "teacher")
     print(f"{'student' if args.student else 'teacher'} backbone written to {path}")
@@ -136,7 +137,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stsmooth import demo
+    from stsmooth.training import demo
 
     import torch
 
@@ -175,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from stsmooth.train import NonFiniteLossError
+    from stsmooth.training.train import NonFiniteLossError
 
     try:
         return args.func(args)

@@ -6,7 +6,7 @@ import torch
 from stsmooth import Teacher, augment, models
 from stsmooth.data import load
 from stsmooth.methods import byol
-from stsmooth.train import train_step
+from stsmooth.training.train import train_step
 
 SMALL = byol.Config(projector_hidden=32, projector_out=16, predictor_hidden=32)
 

@@ -145,7 +145,7 @@ SMOKE = ["progress=false", "optim.epochs=2", "optim.steps_per_epoch=2", "model.o
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("fixmatch_*.yaml")))
 def test_recipes_load(recipe):
-    from stsmooth import config
+    from stsmooth.training import config
 
     cfg = config.load(ROOT / "configs" / recipe)
     fixmatch.validate(cfg.fixmatch)
@@ -156,7 +156,7 @@ def test_recipes_load(recipe):
 def test_digits_recipe_trains_and_resumes_bit_identically(tmp_path, monkeypatch, source):
     """FixMatch (classic and EMA-teacher, STS teacher) through the real loop; a crash after
     epoch 1 and ``resume=true`` give the same teacher and student as an uninterrupted run."""
-    from stsmooth import checkpoint, config, train
+    from stsmooth.training import checkpoint, config, train
 
     def cfg(out, *more):
         return config.load(ROOT / "configs/fixmatch_digits.yaml",

@@ -170,7 +170,7 @@ def test_one_training_step_with_real_teacher(two_heads, momentum, preserve):
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")
                                           if p.name.startswith(("mean_teacher_", "pi_model_"))))
 def test_recipes_load(recipe):
-    from stsmooth import config
+    from stsmooth.training import config
 
     cfg = config.load(ROOT / "configs" / recipe)
     mt.validate(cfg.mean_teacher)
@@ -181,7 +181,7 @@ def test_recipes_load(recipe):
 @pytest.mark.parametrize("recipe,extra", [("mean_teacher_digits.yaml", ["mean_teacher.two_heads=true"]),
                                           ("pi_model_digits.yaml", ["mean_teacher.consistency=kl"])])
 def test_digits_recipes_train(tmp_path, recipe, extra):
-    from stsmooth import config, train
+    from stsmooth.training import config, train
 
     cfg = config.load(ROOT / "configs" / recipe,
                       ["progress=false", "optim.epochs=1", "optim.steps_per_epoch=3", "model.options.width=8",

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from stsmooth import Teacher, augment, models
 from stsmooth.data import load
 from stsmooth.methods import moco
-from stsmooth.train import train_step
+from stsmooth.training.train import train_step
 
 SMALL = moco.Config(queue_size=10, temperature=0.2, projector_hidden=32, projector_out=8)
 

@@ -94,14 +94,14 @@ def test_more_labels_per_class_than_a_class_holds_is_an_error():
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("supervised_*.yaml")))
 def test_recipes_load(recipe):
-    from stsmooth import config
+    from stsmooth.training import config
 
     cfg = config.load(ROOT / "configs" / recipe)
     assert cfg.method == "supervised" and cfg.supervised.mu == 0
 
 
 def test_recipe_with_more_labels_than_a_class_holds_is_a_clear_error(tmp_path):
-    from stsmooth import config, run_data
+    from stsmooth.training import config, run_data
 
     cfg = config.load(ROOT / "configs/supervised_digits.yaml", ["data.labels_per_class=500", f"out={tmp_path}"])
     with pytest.raises(ValueError, match="images but 500 labels per class"):

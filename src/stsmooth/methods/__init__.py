@@ -9,7 +9,7 @@ The one registry of methods. Each method module provides
 * ``build(cfg, backbone, num_classes, augment) -> model`` where ``model.student``
   is what the :class:`~stsmooth.Teacher` copies and ``model.loss(batch, teacher,
   step) -> (loss, logs)`` computes one step's loss (no optimiser step, no teacher
-  update: :func:`stsmooth.train.train_step` does both);
+  update: :func:`stsmooth.training.train.train_step` does both);
 * ``augment_recipes(cfg) -> {key: recipe}``: the :mod:`stsmooth.augment`
   recipes the method wants in its ``augment`` dict. The training loop builds
   them (each maps a uint8 batch to floats in [0, 1]) and adds

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth import Teacher, checkpoint
+from stsmooth import Teacher
+from stsmooth.training import checkpoint
 from stsmooth.methods.byol import Student
 from stsmooth.models import build
 from stsmooth.models.export import load_safetensors

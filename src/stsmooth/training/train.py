@@ -12,7 +12,7 @@ re-seeded from (seed, rank, epoch) at every epoch start, so a run resumed from
 ``checkpoints/last.pt`` continues bit-identically on CPU.
 
 Around it (:func:`run`): the run folder, a progress bar, evaluation every few
-epochs (:mod:`stsmooth.monitor`), a checkpoint every epoch, and at the end
+epochs (:mod:`stsmooth.training.monitor`), a checkpoint every epoch, and at the end
 ``results.json``, training curves and the teacher's backbone as safetensors
 (000 §4.1: "we dump the teacher model at the end of training").
 """
@@ -30,17 +30,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from stsmooth import checkpoint as ckpt
-from stsmooth import config as config_mod
-from stsmooth import curves, methods, optim, run_data, schedules
+from stsmooth.training import checkpoint as ckpt
+from stsmooth.training import config as config_mod
+from stsmooth import methods, schedules
+from stsmooth.training import curves, optim, run_data
 from stsmooth import distributed as dist
-from stsmooth.builder import build_model, resolve_device, seed_everything
-from stsmooth.feeding import SelfSupervisedFeed, SemiSupervisedFeed
+from stsmooth.training.builder import build_model, resolve_device, seed_everything
+from stsmooth.training.feeding import SelfSupervisedFeed, SemiSupervisedFeed
 from stsmooth.models.export import save_safetensors, torchvision_state_dict
-from stsmooth.monitor import Monitor
-from stsmooth.parallel import StudentRunner
-from stsmooth.progress import Progress, as_float
-from stsmooth.run_folder import RunFolder
+from stsmooth.training.monitor import Monitor
+from stsmooth.training.parallel import StudentRunner
+from stsmooth.training.progress import Progress, as_float
+from stsmooth.training.run_folder import RunFolder
 from stsmooth.teacher import Teacher
 
 

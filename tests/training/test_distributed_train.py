@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stsmooth import config, train
+from stsmooth.training import config, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["progress=false", "model.options.width=8", "byol.projector_hidden=32", "byol.projector_out=16",
         "byol.predictor_hidden=32", "optim.batch_size=32", "optim.steps_per_epoch=3", "optim.epochs=2",
         "optim.warmup_epochs=1", "eval.every_epochs=2", "eval.probe_size=32", "export=false"]

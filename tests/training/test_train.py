@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from stsmooth import checkpoint, config, optim, train
-from stsmooth.lars import LARS
+from stsmooth.training import checkpoint, config, optim, train
+from stsmooth.training.lars import LARS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["progress=false", "model.options.width=8", "byol.projector_hidden=32", "byol.projector_out=16",
         "byol.predictor_hidden=32", "optim.batch_size=32", "optim.steps_per_epoch=3", "optim.warmup_epochs=1",
         "eval.every_epochs=2", "eval.probe_size=32", "export=false"]

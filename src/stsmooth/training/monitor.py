@@ -25,7 +25,7 @@ from torch import nn
 from stsmooth import evaluate
 from stsmooth.data import FolderLoader, epoch_order
 from stsmooth.distributed import all_gather_concat, rank, world_size
-from stsmooth.run_data import subset
+from stsmooth.training.run_data import subset
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from stsmooth.lars import LARS
+from stsmooth.training.lars import LARS
 
 
 def param_groups(model: nn.Module, weight_decay: float, exclude_bias_bn: bool) -> list[dict]:

@@ -28,9 +28,9 @@ import statistics
 import time
 from pathlib import Path
 
-from stsmooth import config, train
+from stsmooth.training import config, train
 
-RECIPE = Path(__file__).resolve().parents[2] / "configs" / "byol_digits.yaml"
+RECIPE = Path(__file__).resolve().parents[3] / "configs" / "byol_digits.yaml"
 
 
 def rules(cfg) -> list[tuple[str, float, float, str]]:

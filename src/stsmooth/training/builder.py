@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from stsmooth import augment as augment_mod
-from stsmooth import config as config_mod
+from stsmooth.training import config as config_mod
 from stsmooth import distributed as dist
 from stsmooth import methods
 from stsmooth import models as models_mod

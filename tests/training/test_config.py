@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from stsmooth import config
+from stsmooth.training import config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
 
 

@@ -3,7 +3,7 @@
     {out}/config.yaml            resolved configuration
     {out}/metrics.csv            one row per epoch (loss, lr, m, p, evaluations)
     {out}/events.*               TensorBoard events (when tensorboard is installed)
-    {out}/curves.png             training curves (see stsmooth.curves)
+    {out}/curves.png             training curves (see stsmooth.training.curves)
     {out}/checkpoints/last.pt    last checkpoint, written atomically
     {out}/results.json           final evaluation
     {out}/teacher.safetensors    the teacher's backbone (000 §4.1 "we dump the teacher")
@@ -20,7 +20,7 @@ import math
 import os
 from pathlib import Path
 
-from stsmooth import config as config_mod
+from stsmooth.training import config as config_mod
 
 
 class MetricsCSV:
