@@ -115,6 +115,10 @@ class Teacher:
         self._copied_names = [n for n in copied if n in buffers]
         self._copied = [buffers[n] for n in self._copied_names]
         self._buffer_index = [i for i, n in enumerate(self._names) if n in buffers]
+        # batch/own: the teacher collects statistics from its own (rank-local) batches
+        self._own_stats = [] if norms.SMOOTHS_STATISTICS[self.norm] or self.norm == "copy" else [
+            b for b in buffers.values() if b.is_floating_point()
+        ]
 
     def _resolve(self, student: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """The student's tensors in the teacher's order; checked once per student object."""
@@ -181,6 +185,8 @@ class Teacher:
             return
         if distributed.is_distributed():
             source, copied = self._reconciled(source, copied)
+            # batch/own teachers saw only their rank's batches: agree on their statistics too
+            distributed.average_(self._own_stats)
         generator = None
         if 0.0 < p < 1.0:
             generator = torch.Generator(device=self._tensors[0].device)

@@ -10,7 +10,7 @@ from torch import nn
 
 from stsmooth import Teacher
 from stsmooth.training import checkpoint
-from stsmooth.methods.byol import Student
+from stsmooth.models.encoder import Encoder as Student
 from stsmooth.models import build
 from stsmooth.models.export import load_safetensors
 from stsmooth.models.heads import MLP

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stsmooth.models.heads import MLP
+from stsmooth.models.encoder import Encoder
 from stsmooth.norm import shuffle_bn_forward
 
 kind = "self_supervised"
@@ -36,35 +37,6 @@ class Config:
 def augment_recipes(cfg: Config) -> dict[str, str]:
     """Augmentation recipe per view key, for the training loop to build."""
     return {"view1": "byol1", "view2": "byol2"}
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) in [0, 255] -> float32 in [0, 1]; float input passes through."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
-
-
-class Student(nn.Module):
-    """Backbone + projector: the network the teacher is a smoothed copy of.
-
-    Attributes:
-        normalize: dataset mean/std normalisation of [0, 1] images (``augment["normalize"]``).
-        backbone: (B, C, H, W) -> (B, num_features); used for kNN features.
-        projector: (B, num_features) -> (B, projector_out).
-    """
-
-    def __init__(self, backbone: nn.Module, projector: nn.Module, normalize: nn.Module | None = None):
-        super().__init__()
-        self.normalize = normalize if normalize is not None else nn.Identity()
-        self.backbone = backbone
-        self.projector = projector
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) uint8 or [0, 1] floats -> (B, num_features) backbone features."""
-        return self.backbone(self.normalize(to_float(x)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) uint8 or [0, 1] floats -> (B, projector_out) projections."""
-        return self.projector(self.features(x))
 
 
 def regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -98,7 +70,7 @@ class BYOL(nn.Module):
         super().__init__()
         dim = backbone.num_features
         self.cfg = cfg
-        self.student = Student(backbone, MLP(dim, cfg.projector_hidden, cfg.projector_out, bn=True),
+        self.student = Encoder(backbone, MLP(dim, cfg.projector_hidden, cfg.projector_out, bn=True),
                                augment.get("normalize"))
         self.predictor = MLP(cfg.projector_out, cfg.predictor_hidden, cfg.projector_out, bn=True)
         # A plain dict: augmentations hold no learnt state and stay out of checkpoints.

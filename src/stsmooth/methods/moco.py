@@ -18,6 +18,7 @@ from torch import nn
 
 from stsmooth.distributed import all_gather_concat
 from stsmooth.models.heads import MLP
+from stsmooth.models.encoder import Encoder
 from stsmooth.norm import shuffle_bn_forward
 
 kind = "self_supervised"
@@ -38,35 +39,6 @@ class Config:
 def augment_recipes(cfg: Config) -> dict[str, str]:
     """Augmentation recipe per view key, for the training loop to build."""
     return {"query": "moco", "key": "moco"}
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) in [0, 255] -> float32 in [0, 1]; float input passes through."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
-
-
-class Student(nn.Module):
-    """Backbone + projector (the query encoder; the key encoder is its smoothed copy).
-
-    Attributes:
-        normalize: dataset mean/std normalisation of [0, 1] images (``augment["normalize"]``).
-        backbone: (B, C, H, W) -> (B, num_features); used for kNN features.
-        projector: (B, num_features) -> (B, projector_out).
-    """
-
-    def __init__(self, backbone: nn.Module, projector: nn.Module, normalize: nn.Module | None = None):
-        super().__init__()
-        self.normalize = normalize if normalize is not None else nn.Identity()
-        self.backbone = backbone
-        self.projector = projector
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) uint8 or [0, 1] floats -> (B, num_features) backbone features."""
-        return self.backbone(self.normalize(to_float(x)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) uint8 or [0, 1] floats -> (B, projector_out) projections."""
-        return self.projector(self.features(x))
 
 
 def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -106,7 +78,7 @@ class MoCo(nn.Module):
             raise ValueError(f"moco.queue_size={cfg.queue_size} and moco.temperature={cfg.temperature} must be > 0")
         self.cfg = cfg
         dim = backbone.num_features
-        self.student = Student(backbone, MLP(dim, cfg.projector_hidden, cfg.projector_out, bn=False),
+        self.student = Encoder(backbone, MLP(dim, cfg.projector_hidden, cfg.projector_out, bn=False),
                                augment.get("normalize"))
         self.register_buffer("queue", F.normalize(torch.randn(cfg.projector_out, cfg.queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stsmooth.models.encoder import to_float
+
 if TYPE_CHECKING:
     from stsmooth.teacher import Teacher
 
@@ -34,18 +36,6 @@ class Config:
     input_noise: float = 0.0  # extra Gaussian noise on [0, 1] inputs; the "mean_teacher" recipe already adds 004's sigma=0.15
 
 
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float32 in [0, 1]; float images pass through.
-
-    Args:
-        x: (B, C, H, W) uint8 or floating tensor.
-
-    Returns:
-        (B, C, H, W) floating tensor in [0, 1].
-    """
-    if x.dtype == torch.uint8:
-        return x.float().div_(255.0)
-    return x
 
 
 class Classifier(nn.Module):

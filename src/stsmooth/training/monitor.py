@@ -23,13 +23,12 @@ import torch
 from torch import nn
 
 from stsmooth import evaluate
+from stsmooth.models.encoder import to_float
 from stsmooth.data import FolderLoader, epoch_order
 from stsmooth.distributed import all_gather_concat, rank, world_size
 from stsmooth.training.run_data import subset
 
 
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
 class Features(nn.Module):
