@@ -46,7 +46,7 @@ def run_one(job: tuple[str, list[str], int]) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from stsmooth import config, train
+    from stsmooth.training import config, train
 
     start = time.perf_counter()
     results = train.run(config.load(ROOT / recipe, overrides))

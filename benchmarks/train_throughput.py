@@ -3,7 +3,7 @@
 Measures, on random uint8 CIFAR-sized images held on the device (as DeviceLoader
 holds them):
 
-* images/s of the full :func:`stsmooth.train.train_step` (augment both views,
+* images/s of the full :func:`stsmooth.training.train.train_step` (augment both views,
   student + predictor forward/backward, teacher forward, SGD step, teacher update);
 * the time of the two augmentations and of one teacher update, each measured
   alone on the same batch, as shares of the step time;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from stsmooth import builder, config, optim, train
+from stsmooth.training import builder, config, optim, train
 from stsmooth.data import DeviceLoader
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -56,12 +56,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config.load(resolve_recipe(recipe) if recipe else None, overrides)
     import torch.distributed as tdist
 
-    from stsmooth.distributed import is_main
+    from stsmooth.distributed import barrier, is_main
 
     try:
         results = train.run(cfg)
         if is_main():
             print(json.dumps(results, indent=2))
+        # rank 0 writes results, exports and plots after the loop: let every rank finish
+        # before the process group goes, so no rank tears gloo down under a busy peer
+        barrier()
     finally:
         if tdist.is_available() and tdist.is_initialized():
             tdist.destroy_process_group()
