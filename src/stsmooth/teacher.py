@@ -116,9 +116,8 @@ class Teacher:
         self._copied = [buffers[n] for n in self._copied_names]
         self._buffer_index = [i for i, n in enumerate(self._names) if n in buffers]
         # batch/own: the teacher collects statistics from its own (rank-local) batches
-        self._own_stats = [] if norms.SMOOTHS_STATISTICS[self.norm] or self.norm == "copy" else [
-            b for b in buffers.values() if b.is_floating_point()
-        ]
+        own = self.norm in ("batch", "own")
+        self._own_stats = [b for b in buffers.values() if b.is_floating_point()] if own else []
 
     def _resolve(self, student: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """The student's tensors in the teacher's order; checked once per student object."""
