@@ -40,59 +40,32 @@ holds a parameter of the same shape: it follows that parameter's draw (BN's
 gamma), so EMAN statistics move exactly when their layer's weights do
 (paper 003 Eq. 9). Non-floating tensors (``num_batches_tracked``) are copied.
 
-The draws are a pure function of the ``generator`` passed in (:class:`stsmooth.Teacher`
-seeds a fresh one from (seed, step), so every rank and a resumed run draw the same):
-
-============  ===========================================================
-granularity   draw scheme (a unit moves iff its uniform is >= p)
-============  ===========================================================
-``tensor``    ``torch.rand(n_tensors)``; a buffer reads its gamma's entry
-``layer``     ``torch.rand(n_groups)``
-``channel``   one ``torch.rand(R)``: the rows of every (group, row count) pair in
-              order of first appearance, laid end to end
-``neuron``    CPU, float32 contiguous tensors: two 64-bit seeds from
-              ``generator`` (one ``random_`` int64 pair) start two NumPy SFC64
-              streams, ``bits`` and ``ties``. Each drawing tensor in order takes
-              ``ceil(numel / 8)`` words of ``bits``; their little-endian bytes
-              are the top bytes ``B`` of its units' 64-bit uniforms
-              ``U = B << 56 | R``. A unit moves iff ``U >= floor(p * 2**64)``;
-              only units whose ``B`` equals that threshold's top byte (1 in 256)
-              need ``R``: the high 56 bits of the next word of ``ties``, taken in
-              order over the padded bytes. About one random byte per unit, and
-              P(move) = 1 - p to within 2**-64 (p = 0.999 is honoured). Work runs
-              in cache-sized chunks of ``CHUNK`` elements, whole words each, so
-              the draws do not depend on the chunking.
-              Other devices and dtypes: ``torch.rand(shape)`` per drawing tensor.
-============  ===========================================================
-
-Moved entries equal ``torch.lerp(t, s, 1 - m)`` bit for bit: kept entries take a lerp
-weight of exactly 0 and moved ones exactly ``1 - m`` (half and bfloat16 go through
-``torch.where`` instead, since their weight tensors would round ``1 - m``).
+How the units are drawn, fast, is :mod:`stsmooth.draws`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from stsmooth.draws import (
+    CHUNK,
+    DrawPlan,
+    Unit,
+    cpu_fast_path,
+    move_channels,
+    move_neurons,
+    move_neurons_cpu,
+    move_whole,
+    plan_units,
+)
+
+__all__ = ["CHUNK", "GRANULARITIES", "DrawPlan", "Unit", "check_granularity", "check_probability", "module_tensors",
+           "plan_units", "smooth_"]
+
 GRANULARITIES = ("tensor", "layer", "channel", "neuron")
-
-
-@dataclass(frozen=True)
-class Unit:
-    """How one floating tensor takes its draws.
-
-    Attributes:
-        group: index of the module group the tensor belongs to.
-        source: index of the tensor whose draws it shares (itself when it draws).
-    """
-
-    group: int
-    source: int
 
 
 def check_probability(name: str, value: float) -> float:
@@ -111,203 +84,6 @@ def check_granularity(granularity: str) -> str:
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity={granularity!r} is not one of {', '.join(GRANULARITIES)}")
     return granularity
-
-
-def plan_units(shapes: Sequence[torch.Size], groups: Sequence[int], is_buffer: Sequence[bool]) -> list[Unit]:
-    """Decide, once, which tensor's draws each tensor follows.
-
-    Args:
-        shapes: shape of each floating tensor.
-        groups: group (module) index of each tensor; tensors of a group are contiguous or not.
-        is_buffer: whether each tensor is a buffer (running statistic) rather than a parameter.
-
-    Returns:
-        One :class:`Unit` per tensor.
-    """
-    first_param_of_shape: dict[tuple[int, tuple[int, ...]], int] = {}
-    for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
-        if not buf:
-            first_param_of_shape.setdefault((g, tuple(shape)), i)
-    units = []
-    for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
-        source = first_param_of_shape.get((g, tuple(shape)), i) if buf else i
-        units.append(Unit(group=g, source=source))
-    return units
-
-
-# Elements per chunk of the CPU neuron-wise path: the chunk's random bytes, weights and
-# teacher/student slices (about 3.3 MiB) stay in cache between the passes over it, and the
-# chunk is large enough to amortise the per-chunk calls (measured: 2^18 beats 2^14 and 2^16
-# by 1.3-2x on ResNet-50, and equals 2^20).
-CHUNK = 1 << 18
-
-
-class DrawPlan:
-    """Which tensors share which draws, worked out once per list of tensors.
-
-    Build it with the teacher's tensors and their :class:`Unit` plans and pass it to
-    :func:`smooth_` as ``plan`` to skip the per-step bookkeeping; it only depends on
-    the tensors' shapes.
-
-    Args:
-        shapes: shape of each floating tensor.
-        units: from :func:`plan_units`.
-        chunk: elements per chunk of the CPU neuron-wise path (a multiple of 8).
-    """
-
-    def __init__(self, shapes: Sequence[torch.Size], units: Sequence[Unit], chunk: int = CHUNK) -> None:
-        if len(shapes) != len(units):
-            raise ValueError(f"{len(shapes)} shapes but {len(units)} units")
-        if chunk <= 0 or chunk % 8:
-            raise ValueError(f"chunk={chunk} is not a positive multiple of 8")
-        self.units = units
-        self.shapes = [torch.Size(s) for s in shapes]
-        n = len(units)
-        self.n_groups = max((u.group for u in units), default=-1) + 1
-        self.members: list[list[int]] = [[] for _ in range(self.n_groups)]
-        self.followers: dict[int, list[int]] = {}
-        for i, u in enumerate(units):
-            self.members[u.group].append(i)
-            self.followers.setdefault(u.source, []).append(i)
-        self.sources = list(self.followers)  # drawing tensors, in order of first appearance
-        self.source_of = [u.source for u in units]
-
-        # channel: one draw per (group, number of rows); tensor i reads rows [row_at[i], +rows).
-        keys: dict[tuple[int, int], int] = {}
-        self.row_at, self.rows, self.row_shape = [0] * n, [1] * n, [torch.Size()] * n
-        for i, (u, shape) in enumerate(zip(units, self.shapes)):
-            rows = shape[0] if len(shape) else 1
-            if (u.group, rows) not in keys:
-                keys[(u.group, rows)] = sum(r for _, r in keys)
-            self.row_at[i], self.rows[i] = keys[(u.group, rows)], rows
-            self.row_shape[i] = torch.Size((rows,) + (1,) * (len(shape) - 1)) if len(shape) else torch.Size()
-        self.total_rows = sum(r for _, r in keys)
-
-        # neuron (CPU): the drawing tensors' bytes laid end to end, each padded to whole 8-byte
-        # words, cut into items of about `chunk` bytes; an item lists (source, start, stop, offset).
-        self.items: list[tuple[int, list[tuple[int, int, int, int]]]] = []
-        pieces: list[tuple[int, int, int, int]] = []
-        words = 0
-        for src in self.sources:
-            numel = self.shapes[src].numel()
-            for a in range(0, numel, chunk):
-                b = min(a + chunk, numel)
-                pieces.append((src, a, b, 8 * words))
-                words += (b - a + 7) // 8
-                if 8 * words >= chunk:
-                    self.items.append((words, pieces))
-                    pieces, words = [], 0
-        if pieces:
-            self.items.append((words, pieces))
-
-
-def _exact_weight(dtype: torch.dtype) -> bool:
-    # lerp with a float32/float64 weight tensor rounds like lerp with the scalar 1 - m; in
-    # half/bfloat16 the weight tensor itself would be rounded, so those take torch.where.
-    return dtype in (torch.float32, torch.float64)
-
-
-def _lerp_weighted(ts: list[Tensor], ss: list[Tensor], ws: list[Tensor], rate: float) -> None:
-    """``t <- lerp(t, s, w)`` with ``w`` 0 (keep) or ``rate`` (move), exactly as ``lerp(t, s, rate)``."""
-    fast = [k for k, t in enumerate(ts) if _exact_weight(t.dtype) and ws[k].dtype == t.dtype]
-    if len(fast) == len(ts):
-        torch._foreach_lerp_(ts, ss, ws)
-        return
-    fast_set = set(fast)
-    if fast:
-        torch._foreach_lerp_([ts[k] for k in fast], [ss[k] for k in fast], [ws[k] for k in fast])
-    for k, (t, s, w) in enumerate(zip(ts, ss, ws)):
-        if k not in fast_set:
-            t.copy_(torch.where(w != 0, torch.lerp(t, s.to(t.dtype), rate), t))
-
-
-def _whole(teacher, student, plan, rate, preserve_prob, granularity, generator) -> None:
-    """Tensor- and layer-wise: one uniform per tensor (or group); drawn when it is >= p."""
-    device = teacher[0].device
-    n = plan.n_groups if granularity == "layer" else len(teacher)
-    drawn = torch.rand(n, generator=generator, device=device).ge_(preserve_prob).tolist()
-    if granularity == "layer":
-        idx = [i for g, d in enumerate(drawn) if d for i in plan.members[g]]
-    else:
-        idx = [i for i, src in enumerate(plan.source_of) if drawn[src]]
-    if idx:
-        torch._foreach_lerp_([teacher[i] for i in idx], [student[i] for i in idx], rate)
-
-
-def _channel(teacher, student, plan, rate, preserve_prob, generator) -> None:
-    """Channel-wise: one uniform per (group, row count) row, all in one ``torch.rand`` call."""
-    device = teacher[0].device
-    drawn = torch.rand(plan.total_rows, generator=generator, device=device).ge_(preserve_prob)
-    weights: dict[torch.dtype, Tensor] = {}
-    ws = []
-    for i, t in enumerate(teacher):
-        dt = t.dtype if _exact_weight(t.dtype) else torch.float32
-        if dt not in weights:
-            weights[dt] = drawn.to(dt).mul_(rate)
-        a = plan.row_at[i]
-        ws.append(weights[dt][a : a + plan.rows[i]].view(plan.row_shape[i]))
-    _lerp_weighted(list(teacher), list(student), ws, rate)
-
-
-def _neuron_torch(teacher, student, plan, rate, preserve_prob, generator) -> None:
-    """Neuron-wise on any device: ``torch.rand(shape) >= p`` per drawing tensor, in plan order."""
-    ts, ss, ws = [], [], []
-    for src in plan.sources:
-        t = teacher[src]
-        drawn = torch.rand(t.shape, generator=generator, device=t.device).ge_(preserve_prob)
-        w = drawn.to(t.dtype if _exact_weight(t.dtype) else torch.float32).mul_(rate)
-        for i in plan.followers[src]:
-            ts.append(teacher[i])
-            ss.append(student[i])
-            ws.append(w)
-    _lerp_weighted(ts, ss, ws, rate)
-
-
-def _cpu_fast(teacher: Sequence[Tensor], student: Sequence[Tensor]) -> bool:
-    return all(
-        t.device.type == "cpu" and t.dtype == torch.float32 and s.dtype == t.dtype
-        and t.is_contiguous() and s.is_contiguous()
-        for t, s in zip(teacher, student)
-    )
-
-
-def _neuron_cpu(teacher, student, plan, rate, preserve_prob, generator) -> None:
-    """Neuron-wise on CPU (float32): 8 random bits per unit, refined on ties, in L2-sized chunks.
-
-    Unit u draws a 64-bit uniform ``U = B << 56 | R`` and is drawn (moves) iff
-    ``U >= T = floor(p * 2**64)``: ``B`` is one byte of a 64-bit word of the ``bits`` stream,
-    and only the 1/256 of units with ``B == T >> 56`` need ``R`` (56 bits of a word of the
-    ``ties`` stream), so the cost is about one random byte per unit and P(move) = 1 - p to
-    within 2**-64.
-    """
-    seeds = torch.empty(2, dtype=torch.int64).random_(-(2**63), None, generator=generator).tolist()
-    bits = np.random.SFC64(seeds[0] % 2**64)
-    ties = np.random.SFC64(seeds[1] % 2**64)
-    threshold = int(preserve_prob * 2.0**64)  # exact: p * 2**64 is a float with an integer value
-    hi, lo = threshold >> 56, np.uint64(threshold & (2**56 - 1))
-    rate32 = np.float32(rate)
-    size = max(8 * words for words, _ in plan.items)
-    w_buf = torch.empty(size, dtype=torch.float32)
-    w_np = w_buf.numpy()
-    moved = np.empty(size, dtype=np.bool_)
-    flat_t = {i: teacher[i].view(-1) for i in range(len(teacher))}
-    flat_s = {i: student[i].view(-1) for i in range(len(student))}
-    for words, pieces in plan.items:
-        b = bits.random_raw(words).view(np.uint8)
-        n = b.size
-        np.greater(b, hi, out=moved[:n])
-        np.multiply(moved[:n], rate32, out=w_np[:n])
-        tie = np.flatnonzero(b == hi)
-        if tie.size:
-            w_np[tie[(ties.random_raw(tie.size) >> np.uint64(8)) >= lo]] = rate32
-        ts, ss, ws = [], [], []
-        for src, a, z, off in pieces:
-            w = w_buf[off : off + z - a]
-            for i in plan.followers[src]:
-                ts.append(flat_t[i][a:z])
-                ss.append(flat_s[i][a:z])
-                ws.append(w)
-        torch._foreach_lerp_(ts, ss, ws)
 
 
 @torch.no_grad()
@@ -358,13 +134,13 @@ def smooth_(
     elif len(plan.shapes) != len(teacher):
         raise ValueError(f"plan is for {len(plan.shapes)} tensors but teacher has {len(teacher)}")
     if granularity in ("tensor", "layer"):
-        _whole(teacher, student, plan, rate, preserve_prob, granularity, generator)
+        move_whole(teacher, student, plan, rate, preserve_prob, granularity, generator)
     elif granularity == "channel":
-        _channel(teacher, student, plan, rate, preserve_prob, generator)
-    elif teacher[0].device.type == "cpu" and _cpu_fast(teacher, student):
-        _neuron_cpu(teacher, student, plan, rate, preserve_prob, generator)
+        move_channels(teacher, student, plan, rate, preserve_prob, generator)
+    elif teacher[0].device.type == "cpu" and cpu_fast_path(teacher, student):
+        move_neurons_cpu(teacher, student, plan, rate, preserve_prob, generator)
     else:
-        _neuron_torch(teacher, student, plan, rate, preserve_prob, generator)
+        move_neurons(teacher, student, plan, rate, preserve_prob, generator)
 
 
 def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[list[str], list[Tensor], list[Unit], list[str]]:
