@@ -100,7 +100,7 @@ def main() -> None:
     results = timed(rows, args.repeats, device)
     base = dict(results)["torch._foreach_lerp_ EMA"]
     tma = dict(results)["ours TMA"]
-    print(f"| update | ms | × foreach EMA | × our TMA |\n|---|---:|---:|---:|")
+    print("| update | ms | × foreach EMA | × our TMA |\n|---|---:|---:|---:|")
     for name, ms in results:
         print(f"| {name} | {ms:.1f} | {ms / base:.2f} | {ms / tma:.2f} |")
 

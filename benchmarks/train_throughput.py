@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from stsmooth.training import builder, config, optim, train
 from stsmooth.data import DeviceLoader
+from stsmooth.training import builder, config, optim, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.smoothing import CHUNK, DrawPlan, Unit, module_tensors, plan_units, smooth_
+from stsmooth.smoothing import (
+    CHUNK,
+    DrawPlan,
+    Unit,
+    module_tensors,
+    plan_units,
+    smooth_,
+)
 
 
 def gen(seed):

@@ -140,9 +140,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stsmooth.training import demo
-
     import torch
+
+    from stsmooth.training import demo
 
     # Tiny 8x8 networks gain nothing from more threads, and lose a lot when cores are shared.
     torch.set_num_threads(args.threads)

@@ -26,8 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stsmooth import distributed, norm as norms
-from stsmooth.smoothing import DrawPlan, check_granularity, check_probability, module_tensors, smooth_
+from stsmooth import distributed
+from stsmooth import norm as norms
+from stsmooth.smoothing import (
+    DrawPlan,
+    check_granularity,
+    check_probability,
+    module_tensors,
+    smooth_,
+)
 
 _NONFINITE = ("raise", "skip", "ignore")
 

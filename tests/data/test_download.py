@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from stsmooth.data import download, load
-from stsmooth.data.download import ChecksumError, DownloadError, Resource, fetch, safe_extract
+from stsmooth.data.download import (
+    ChecksumError,
+    DownloadError,
+    Resource,
+    fetch,
+    safe_extract,
+)
 
 
 def _md5(b):

@@ -3,7 +3,13 @@ import json
 import pytest
 import torch
 
-from stsmooth.data import load, load_split, save_split, split_labeled, unlabeled_split_name
+from stsmooth.data import (
+    load,
+    load_split,
+    save_split,
+    split_labeled,
+    unlabeled_split_name,
+)
 
 
 @pytest.fixture(scope="module")

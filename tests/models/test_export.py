@@ -7,7 +7,11 @@ import torch
 from torch import nn
 
 from stsmooth.models import build, projector
-from stsmooth.models.export import load_safetensors, save_safetensors, torchvision_state_dict
+from stsmooth.models.export import (
+    load_safetensors,
+    save_safetensors,
+    torchvision_state_dict,
+)
 
 
 class Method(nn.Module):

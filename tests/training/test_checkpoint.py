@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from stsmooth import Teacher
-from stsmooth.training import checkpoint
-from stsmooth.models.encoder import Encoder as Student
 from stsmooth.models import build
+from stsmooth.models.encoder import Encoder as Student
 from stsmooth.models.export import load_safetensors
 from stsmooth.models.heads import MLP
+from stsmooth.training import checkpoint
 
 
 def _state(teacher_momentum=0.9):

@@ -34,7 +34,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from stsmooth.augment.color import adjust_brightness, adjust_contrast, adjust_saturation, blend, solarize
+from stsmooth.augment.color import (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    blend,
+    solarize,
+)
 from stsmooth.augment.dispatch import apply_per_sample
 from stsmooth.augment.geometry import warp_affine
 

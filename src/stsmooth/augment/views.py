@@ -15,7 +15,12 @@ from collections.abc import Sequence
 import torch
 
 from stsmooth.augment.base import Recipe
-from stsmooth.augment.color import color_jitter, random_gaussian_blur, random_grayscale, solarize
+from stsmooth.augment.color import (
+    color_jitter,
+    random_gaussian_blur,
+    random_grayscale,
+    solarize,
+)
 from stsmooth.augment.geometry import random_resized_crop
 
 __all__ = ["View"]

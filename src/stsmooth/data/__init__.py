@@ -15,7 +15,12 @@ from stsmooth.data.folder import FolderLoader, FolderSet
 from stsmooth.data.imageset import UNLABELED, ImageSet
 from stsmooth.data.loader import DeviceLoader, epoch_order
 from stsmooth.data.registry import default_root, load, names, split_names
-from stsmooth.data.splits import load_split, save_split, split_labeled, unlabeled_split_name
+from stsmooth.data.splits import (
+    load_split,
+    save_split,
+    split_labeled,
+    unlabeled_split_name,
+)
 
 __all__ = [
     "UNLABELED",

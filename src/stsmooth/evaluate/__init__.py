@@ -16,7 +16,12 @@ Teacher smoothness between snapshots: :func:`param_msd`, :func:`output_msd`,
 ``stsmooth eval``.
 """
 
-from stsmooth.evaluate.features import eval_mode, extract_features, labelled_features, to_float
+from stsmooth.evaluate.features import (
+    eval_mode,
+    extract_features,
+    labelled_features,
+    to_float,
+)
 from stsmooth.evaluate.finetune import finetune
 from stsmooth.evaluate.knn import knn, knn_scores
 from stsmooth.evaluate.linear import linear_probe, linear_probe_backbone, train_linear

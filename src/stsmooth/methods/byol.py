@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsmooth.models.heads import MLP
 from stsmooth.models.encoder import Encoder
+from stsmooth.models.heads import MLP
 from stsmooth.norm import shuffle_bn_forward
 
 kind = "self_supervised"

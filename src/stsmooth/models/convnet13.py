@@ -27,7 +27,12 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from stsmooth.models.base import Backbone, check_dropout, check_in_channels, make_classifier
+from stsmooth.models.base import (
+    Backbone,
+    check_dropout,
+    check_in_channels,
+    make_classifier,
+)
 
 LEAKY_SLOPE = 0.1
 

@@ -18,7 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stsmooth.models.base import Backbone, check_dropout, check_in_channels, make_classifier
+from stsmooth.models.base import (
+    Backbone,
+    check_dropout,
+    check_in_channels,
+    make_classifier,
+)
 
 BN_MOMENTUM = 0.001  # FixMatch's decay 0.999 in PyTorch's convention
 LEAKY_SLOPE = 0.1

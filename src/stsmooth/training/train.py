@@ -30,19 +30,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from stsmooth import distributed as dist
+from stsmooth import methods, schedules
+from stsmooth.models.export import save_safetensors, torchvision_state_dict
+from stsmooth.teacher import Teacher
 from stsmooth.training import checkpoint as ckpt
 from stsmooth.training import config as config_mod
-from stsmooth import methods, schedules
 from stsmooth.training import curves, optim, run_data
-from stsmooth import distributed as dist
 from stsmooth.training.builder import build_model, resolve_device, seed_everything
 from stsmooth.training.feeding import SelfSupervisedFeed, SemiSupervisedFeed
-from stsmooth.models.export import save_safetensors, torchvision_state_dict
 from stsmooth.training.monitor import Monitor
 from stsmooth.training.parallel import StudentRunner
 from stsmooth.training.progress import Progress, as_float
 from stsmooth.training.run_folder import RunFolder
-from stsmooth.teacher import Teacher
 
 
 class NonFiniteLossError(RuntimeError):
