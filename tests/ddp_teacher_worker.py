@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch import nn
 
 from stsmooth import Teacher
-from stsmooth.distributed import init_from_env, rank
+from stsmooth.core.distributed import init_from_env, rank
 
 out = sys.argv[1]
 init_from_env()

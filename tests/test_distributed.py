@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from stsmooth import distributed
+from stsmooth.core import distributed
 
 
 def test_helpers_without_process_group():

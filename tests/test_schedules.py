@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from stsmooth import schedules
+from stsmooth.core import schedules
 
 
 def test_cosine_byol():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.smoothing import (
+from stsmooth.core.smoothing import (
     CHUNK,
     DrawPlan,
     Unit,

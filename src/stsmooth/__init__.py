@@ -5,8 +5,9 @@ Teacher smoothing rules for student-teacher learning: temporal moving average
 Exponential Moving Average Normalization (EMAN).
 """
 
-from stsmooth.smoothing import module_tensors, smooth_
-from stsmooth.teacher import Teacher
+from stsmooth.core import schedules
+from stsmooth.core.smoothing import module_tensors, smooth_
+from stsmooth.core.teacher import Teacher
 
-__all__ = ["Teacher", "module_tensors", "smooth_"]
+__all__ = ["Teacher", "module_tensors", "schedules", "smooth_"]
 __version__ = "0.1.0"

@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config.load(resolve_recipe(recipe) if recipe else None, overrides)
     import torch.distributed as tdist
 
-    from stsmooth.distributed import barrier, is_main
+    from stsmooth.core.distributed import barrier, is_main
 
     try:
         results = train.run(cfg)

@@ -8,8 +8,8 @@ Usage::
         loss.backward(); optimizer.step(); optimizer.zero_grad()
         teacher.update(student)                          # paper 000 Eq. 3, paper 003 Eq. 9
 
-The rule is :func:`stsmooth.smoothing.smooth_`; what the teacher's BatchNorm does is
-in :mod:`stsmooth.norm`. Under torchrun the seed is agreed once at construction and
+The rule is :func:`stsmooth.core.smoothing.smooth_`; what the teacher's BatchNorm does is
+in :mod:`stsmooth.core.norm`. Under torchrun the seed is agreed once at construction and
 each step's draws are a function of (seed, step), so every rank draws the same units
 with no communication per step, and a resumed run draws exactly what an
 uninterrupted one would.
@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stsmooth import distributed
-from stsmooth import norm as norms
-from stsmooth.smoothing import (
+from stsmooth.core import distributed
+from stsmooth.core import norm as norms
+from stsmooth.core.smoothing import (
     DrawPlan,
     check_granularity,
     check_probability,
@@ -68,7 +68,7 @@ class Teacher:
             FixMatch); 0 is TMA, and with ``momentum=0`` SE.
         granularity: unit of the draws: ``"tensor"``, ``"layer"`` (paper 000's default),
             ``"channel"`` or ``"neuron"``.
-        norm: the teacher's BatchNorm (table in :mod:`stsmooth.norm`): ``"eman"`` (default),
+        norm: the teacher's BatchNorm (table in :mod:`stsmooth.core.norm`): ``"eman"`` (default),
             ``"batch"``, ``"copy"`` or ``"own"``.
         seed: seed of the draws; ``None`` picks one. Under torchrun rank 0's is used by all.
         nonfinite: what a non-finite student value does: ``"raise"`` (teacher unchanged),

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stsmooth.core.norm import shuffle_bn_forward
 from stsmooth.models.encoder import Encoder
 from stsmooth.models.heads import MLP
-from stsmooth.norm import shuffle_bn_forward
 
 kind = "self_supervised"
 

@@ -34,7 +34,7 @@ from torch import nn
 from stsmooth.methods.supervised import Classifier, require_augment
 
 if TYPE_CHECKING:
-    from stsmooth.teacher import Teacher
+    from stsmooth.core.teacher import Teacher
 
 kind = "semi_supervised"
 

@@ -38,11 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsmooth import schedules
+from stsmooth.core import schedules
 from stsmooth.methods.supervised import Classifier, add_noise, require_augment
 
 if TYPE_CHECKING:
-    from stsmooth.teacher import Teacher
+    from stsmooth.core.teacher import Teacher
 
 kind = "semi_supervised"
 

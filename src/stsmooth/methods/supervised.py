@@ -22,7 +22,7 @@ from torch import nn
 from stsmooth.models.encoder import to_float
 
 if TYPE_CHECKING:
-    from stsmooth.teacher import Teacher
+    from stsmooth.core.teacher import Teacher
 
 kind = "semi_supervised"
 

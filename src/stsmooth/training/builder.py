@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from stsmooth import augment as augment_mod
-from stsmooth import distributed as dist
 from stsmooth import methods
 from stsmooth import models as models_mod
-from stsmooth.norm import convert_sync_batchnorm
-from stsmooth.teacher import Teacher
+from stsmooth.core import distributed as dist
+from stsmooth.core.norm import convert_sync_batchnorm
+from stsmooth.core.teacher import Teacher
 from stsmooth.training import config as config_mod
 
 

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from stsmooth import evaluate
+from stsmooth.core.distributed import all_gather_concat, rank, world_size
 from stsmooth.data import FolderLoader, epoch_order
-from stsmooth.distributed import all_gather_concat, rank, world_size
 from stsmooth.models.encoder import to_float
 from stsmooth.training.run_data import subset
 

@@ -18,7 +18,7 @@ import contextlib
 import torch
 from torch import nn
 
-from stsmooth.distributed import average_, is_distributed
+from stsmooth.core.distributed import average_, is_distributed
 
 
 class StudentRunner:

@@ -30,10 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from stsmooth import distributed as dist
-from stsmooth import methods, schedules
+from stsmooth import methods
+from stsmooth.core import distributed as dist
+from stsmooth.core import schedules
+from stsmooth.core.teacher import Teacher
 from stsmooth.models.export import save_safetensors, torchvision_state_dict
-from stsmooth.teacher import Teacher
 from stsmooth.training import checkpoint as ckpt
 from stsmooth.training import config as config_mod
 from stsmooth.training import curves, optim, run_data
