@@ -40,7 +40,7 @@ holds a parameter of the same shape: it follows that parameter's draw (BN's
 gamma), so EMAN statistics move exactly when their layer's weights do
 (paper 003 Eq. 9). Non-floating tensors (``num_batches_tracked``) are copied.
 
-How the units are drawn, fast, is :mod:`stsmooth.core.draws`.
+How the units are drawn, fast, is :mod:`stsmooth.core.fast`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from stsmooth.core.draws import (
+from stsmooth.core.fast import (
     CHUNK,
     DrawPlan,
     Unit,
