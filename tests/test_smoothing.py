@@ -5,14 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.core.smoothing import (
-    CHUNK,
-    DrawPlan,
-    Unit,
-    module_tensors,
-    plan_units,
-    smooth_,
-)
+from stsmooth.core.fast import CHUNK, DrawPlan
+from stsmooth.core.smoothing import Unit, draw_units, module_tensors, plan_units, smooth_
 
 
 def gen(seed):
@@ -181,6 +175,29 @@ def test_high_preserve_prob_is_honoured():
     smooth_(t, s, 0.0, 0.999, "neuron", gen(0))
     n, q = 1_000_000, 0.001
     assert abs(t[0].sum().item() - n * q) < 4 * (n * q * (1 - q)) ** 0.5
+
+
+def test_draw_units_rederived():
+    # a (4, 2) weight and its bias, a (3, 4) weight, a 0-dim parameter, and a buffer that
+    # follows the bias (BN statistics follow gamma); a unit moves iff its uniform >= p
+    shapes = [torch.Size(s) for s in ((4, 2), (4,), (3, 4), (), (4,))]
+    units = [Unit(0, 0), Unit(0, 1), Unit(1, 2), Unit(2, 3), Unit(0, 1)]
+    p = 0.5
+
+    def draw(granularity):
+        return draw_units(shapes, units, granularity, p, gen(9))
+
+    u = torch.rand(5, generator=gen(9))
+    assert [bool(m) for m in draw("tensor")] == [bool(u[i] >= p) for i in (0, 1, 2, 3, 1)]
+    u = torch.rand(3, generator=gen(9))
+    assert [bool(m) for m in draw("layer")] == [bool(u[g] >= p) for g in (0, 0, 1, 2, 0)]
+    u = torch.rand(8, generator=gen(9))  # rows: group 0 (4), group 1 (3), group 2 (1)
+    expect = [u[0:4].view(4, 1), u[0:4], u[4:7].view(3, 1), u[7], u[0:4]]
+    assert all(torch.equal(m, e >= p) for m, e in zip(draw("channel"), expect))
+    g = gen(9)
+    u = [torch.rand(s, generator=g) for s in shapes[:4]]
+    expect = u + [u[1]]
+    assert all(torch.equal(m, e >= p) for m, e in zip(draw("neuron"), expect))
 
 
 def test_plan_units_buffers_follow_gamma():

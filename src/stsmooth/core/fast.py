@@ -1,29 +1,28 @@
-"""Drawing the units of Spatial-Temporal Smoothing, fast: the bookkeeping and the kernels.
+"""The speed-ups of the rule (:func:`stsmooth.core.smoothing.smooth_`): planned draws, fused lerps, byte draws.
+
+:func:`stsmooth.core.smoothing.smooth_reference_` states paper 000 Eq. 3 plainly; this file
+computes the same numbers quickly, and is what :func:`~stsmooth.core.smoothing.smooth_` runs:
+
+- planned draws: :class:`DrawPlan` works out once which tensors share which draws, so a
+  step does no bookkeeping, and all of a step's uniforms come from one ``torch.rand``;
+- fused lerps: every moving tensor goes through one ``torch._foreach_lerp_`` with a weight
+  of 0 (kept) or 1 - m (moved) per entry, instead of a ``where`` per tensor;
+- byte draws (neuron-wise, CPU float32): about one random byte per unit instead of a
+  float uniform, in cache-sized chunks.
 
 The draws are a pure function of the ``generator`` passed in (:class:`stsmooth.Teacher`
-seeds a fresh one from (seed, step), so every rank and a resumed run draw the same):
-
-============  ===========================================================
-granularity   draw scheme (a unit moves iff its uniform is >= p)
-============  ===========================================================
-``tensor``    ``torch.rand(n_tensors)``; a buffer reads its gamma's entry
-``layer``     ``torch.rand(n_groups)``
-``channel``   one ``torch.rand(R)``: the rows of every (group, row count) pair in
-              order of first appearance, laid end to end
-``neuron``    CPU, float32 contiguous tensors: two 64-bit seeds from
-              ``generator`` (one ``random_`` int64 pair) start two NumPy SFC64
-              streams, ``bits`` and ``ties``. Each drawing tensor in order takes
-              ``ceil(numel / 8)`` words of ``bits``; their little-endian bytes
-              are the top bytes ``B`` of its units' 64-bit uniforms
-              ``U = B << 56 | R``. A unit moves iff ``U >= floor(p * 2**64)``;
-              only units whose ``B`` equals that threshold's top byte (1 in 256)
-              need ``R``: the high 56 bits of the next word of ``ties``, taken in
-              order over the padded bytes. About one random byte per unit, and
-              P(move) = 1 - p to within 2**-64 (p = 0.999 is honoured). Work runs
-              in cache-sized chunks of ``CHUNK`` elements, whole words each, so
-              the draws do not depend on the chunking.
-              Other devices and dtypes: ``torch.rand(shape)`` per drawing tensor.
-============  ===========================================================
+seeds a fresh one from (seed, step), so every rank and a resumed run draw the same);
+they are those of :func:`stsmooth.core.smoothing.draw_units` (one ``torch.rand`` per step,
+or per drawing tensor neuron-wise), except neuron-wise on CPU with float32 contiguous
+tensors. There two 64-bit seeds from ``generator`` (one ``random_`` int64 pair) start two
+NumPy SFC64 streams, ``bits`` and ``ties``. Each drawing tensor in order takes
+``ceil(numel / 8)`` words of ``bits``; their little-endian bytes are the top bytes ``B``
+of its units' 64-bit uniforms ``U = B << 56 | R``. A unit moves iff
+``U >= floor(p * 2**64)``; only units whose ``B`` equals that threshold's top byte (1 in
+256) need ``R``: the high 56 bits of the next word of ``ties``, taken in order over the
+padded bytes. About one random byte per unit, and P(move) = 1 - p to within 2**-64
+(p = 0.999 is honoured). Work runs in cache-sized chunks of ``CHUNK`` elements, whole
+words each, so the draws do not depend on the chunking.
 
 Moved entries equal ``torch.lerp(t, s, 1 - m)`` bit for bit: kept entries take a lerp
 weight of exactly 0 and moved ones exactly ``1 - m`` (half and bfloat16 go through
@@ -32,47 +31,14 @@ weight of exactly 0 and moved ones exactly ``1 - m`` (half and bfloat16 go throu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-
-@dataclass(frozen=True)
-class Unit:
-    """How one floating tensor takes its draws.
-
-    Attributes:
-        group: index of the module group the tensor belongs to.
-        source: index of the tensor whose draws it shares (itself when it draws).
-    """
-
-    group: int
-    source: int
-
-
-def plan_units(shapes: Sequence[torch.Size], groups: Sequence[int], is_buffer: Sequence[bool]) -> list[Unit]:
-    """Decide, once, which tensor's draws each tensor follows.
-
-    Args:
-        shapes: shape of each floating tensor.
-        groups: group (module) index of each tensor; tensors of a group are contiguous or not.
-        is_buffer: whether each tensor is a buffer (running statistic) rather than a parameter.
-
-    Returns:
-        One :class:`Unit` per tensor.
-    """
-    first_param_of_shape: dict[tuple[int, tuple[int, ...]], int] = {}
-    for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
-        if not buf:
-            first_param_of_shape.setdefault((g, tuple(shape)), i)
-    units = []
-    for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
-        source = first_param_of_shape.get((g, tuple(shape)), i) if buf else i
-        units.append(Unit(group=g, source=source))
-    return units
+if TYPE_CHECKING:
+    from stsmooth.core.smoothing import Unit
 
 
 # Elements per chunk of the CPU neuron-wise path: the chunk's random bytes, weights and
@@ -85,13 +51,13 @@ CHUNK = 1 << 18
 class DrawPlan:
     """Which tensors share which draws, worked out once per list of tensors.
 
-    Build it with the teacher's tensors and their :class:`Unit` plans and pass it to
-    :func:`smooth_` as ``plan`` to skip the per-step bookkeeping; it only depends on
+    Build it with the teacher's tensors and their :class:`~stsmooth.core.smoothing.Unit` plans and
+    pass it to :func:`~stsmooth.core.smoothing.smooth_` as ``plan`` to skip the per-step bookkeeping; it only depends on
     the tensors' shapes.
 
     Args:
         shapes: shape of each floating tensor.
-        units: from :func:`plan_units`.
+        units: from :func:`stsmooth.core.smoothing.plan_units`.
         chunk: elements per chunk of the CPU neuron-wise path (a multiple of 8).
     """
 
@@ -248,3 +214,22 @@ def move_neurons_cpu(teacher, student, plan, rate, preserve_prob, generator) -> 
                 ss.append(flat_s[i][a:z])
                 ws.append(w)
         torch._foreach_lerp_(ts, ss, ws)
+
+
+def smooth_fast_(teacher: Sequence[Tensor], student: Sequence[Tensor], rate: float, preserve_prob: float,
+                 granularity: str, generator: torch.Generator | None, plan: DrawPlan | None) -> None:
+    """Eq. 3 in place with ``rate = 1 - m``, for checked arguments and ``p < 1`` (``plan`` needed when ``p > 0``)."""
+    if preserve_prob == 0.0:
+        # TMA: every unit moves; no draws, one fused multi-tensor kernel.
+        torch._foreach_lerp_(list(teacher), list(student), rate)
+        return
+    if len(plan.shapes) != len(teacher):
+        raise ValueError(f"plan is for {len(plan.shapes)} tensors but teacher has {len(teacher)}")
+    if granularity in ("tensor", "layer"):
+        move_whole(teacher, student, plan, rate, preserve_prob, granularity, generator)
+    elif granularity == "channel":
+        move_channels(teacher, student, plan, rate, preserve_prob, generator)
+    elif teacher[0].device.type == "cpu" and cpu_fast_path(teacher, student):
+        move_neurons_cpu(teacher, student, plan, rate, preserve_prob, generator)
+    else:
+        move_neurons(teacher, student, plan, rate, preserve_prob, generator)

@@ -1,11 +1,6 @@
-"""The smoothing rules on lists of tensors: which units are drawn and how they move.
+"""The rule: Spatial-Temporal Smoothing, paper 000 Eq. 3, on lists of tensors.
 
-Everything here is a pure function of its arguments (the random draws come from
-the ``generator`` passed in), depends only on PyTorch and NumPy, and works in place on
-the teacher's tensors. :class:`stsmooth.Teacher` builds the lists from modules;
-users with their own teacher copy can call :func:`smooth_` directly.
-
-Spatial-Temporal Smoothing, paper 000 Eq. 3, for every unit i::
+For every unit i of the teacher (paper 000 Eq. 3)::
 
     theta_T <- P_i * theta_T + (1 - P_i) * (m * theta_T + (1 - m) * theta_S),   P_i ~ Ber(p)
 
@@ -40,30 +35,27 @@ holds a parameter of the same shape: it follows that parameter's draw (BN's
 gamma), so EMAN statistics move exactly when their layer's weights do
 (paper 003 Eq. 9). Non-floating tensors (``num_batches_tracked``) are copied.
 
-How the units are drawn, fast, is :mod:`stsmooth.core.fast`.
+Two paths compute the rule. :func:`smooth_reference_` is Eq. 3 as written, on any
+device: :func:`draw_units` draws a uniform u_i per unit (the unit moves, P_i = 0,
+iff u_i >= p), then each tensor takes ``where(moves, lerp(theta_T, theta_S, 1 - m),
+theta_T)``. :func:`smooth_`, the one to use, gives the same numbers for the same
+generator through the speed-ups of :mod:`stsmooth.core.fast`; the one exception is
+``neuron`` on CPU float32, where the fast path draws random bytes instead of float
+uniforms (another random stream of the same law, P(move) = 1 - p).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from stsmooth.core.fast import (
-    CHUNK,
-    DrawPlan,
-    Unit,
-    cpu_fast_path,
-    move_channels,
-    move_neurons,
-    move_neurons_cpu,
-    move_whole,
-    plan_units,
-)
+from stsmooth.core import fast
 
-__all__ = ["CHUNK", "GRANULARITIES", "DrawPlan", "Unit", "check_granularity", "check_probability", "module_tensors",
-           "plan_units", "smooth_"]
+__all__ = ["GRANULARITIES", "Unit", "check_granularity", "check_probability", "draw_units", "module_tensors",
+           "plan_units", "smooth_", "smooth_reference_"]
 
 GRANULARITIES = ("tensor", "layer", "channel", "neuron")
 
@@ -86,6 +78,155 @@ def check_granularity(granularity: str) -> str:
     return granularity
 
 
+def _checked(teacher: Sequence[Tensor], student: Sequence[Tensor], momentum: float, preserve_prob: float,
+             granularity: str) -> tuple[float, float]:
+    momentum = check_probability("momentum", momentum)
+    preserve_prob = check_probability("preserve_prob", preserve_prob)
+    check_granularity(granularity)
+    if len(teacher) != len(student):
+        raise ValueError(f"teacher has {len(teacher)} tensors but student has {len(student)}")
+    return momentum, preserve_prob
+
+
+@dataclass(frozen=True)
+class Unit:
+    """How one floating tensor takes its draws.
+
+    Attributes:
+        group: index of the module group the tensor belongs to.
+        source: index of the tensor whose draws it shares (itself when it draws).
+    """
+
+    group: int
+    source: int
+
+
+def plan_units(shapes: Sequence[torch.Size], groups: Sequence[int], is_buffer: Sequence[bool]) -> list[Unit]:
+    """Decide, once, which tensor's draws each tensor follows.
+
+    Args:
+        shapes: shape of each floating tensor.
+        groups: group (module) index of each tensor; tensors of a group are contiguous or not.
+        is_buffer: whether each tensor is a buffer (running statistic) rather than a parameter.
+
+    Returns:
+        One :class:`Unit` per tensor.
+    """
+    first_param_of_shape: dict[tuple[int, tuple[int, ...]], int] = {}
+    for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
+        if not buf:
+            first_param_of_shape.setdefault((g, tuple(shape)), i)
+    units = []
+    for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
+        source = first_param_of_shape.get((g, tuple(shape)), i) if buf else i
+        units.append(Unit(group=g, source=source))
+    return units
+
+
+def _default_units(n: int) -> list[Unit]:
+    return [Unit(group=i, source=i) for i in range(n)]
+
+
+def _rows(shape: torch.Size) -> tuple[int, tuple[int, ...]]:
+    """Rows (dim 0) of a tensor, and the shape a per-row value takes to broadcast; a scalar is one row."""
+    if not len(shape):
+        return 1, ()
+    return shape[0], (shape[0],) + (1,) * (len(shape) - 1)
+
+
+def draw_units(
+    shapes: Sequence[torch.Size],
+    units: Sequence[Unit],
+    granularity: str,
+    preserve_prob: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> list[Tensor]:
+    """Which entries move this step (1 - P_i of Eq. 3): one uniform u_i per unit, moving iff u_i >= p.
+
+    The uniforms, in the order :func:`smooth_` draws them too:
+
+    - ``tensor``: ``torch.rand(n_tensors)``; a tensor reads its source's entry.
+    - ``layer``: ``torch.rand(n_groups)``.
+    - ``channel``: one ``torch.rand(R)``: a block of rows per (group, row count) pair, in
+      order of first appearance, laid end to end; a tensor reads its block.
+    - ``neuron``: ``torch.rand(shape)`` per drawing tensor (source), in order of first appearance.
+
+    Args:
+        shapes: shape of each floating tensor.
+        units: one :class:`Unit` per tensor, from :func:`plan_units`.
+        granularity: ``"tensor"``, ``"layer"``, ``"channel"`` or ``"neuron"``.
+        preserve_prob: p in [0, 1].
+        generator: source of the uniforms, on ``device``.
+        device: where the masks are made.
+
+    Returns:
+        One bool tensor per tensor, broadcastable to its shape: ``()`` for tensor and layer,
+        ``(rows, 1, ..., 1)`` for channel, the tensor's shape for neuron.
+    """
+    def uniforms(size) -> Tensor:
+        return torch.rand(size, generator=generator, device=device)
+
+    if granularity == "tensor":
+        u = uniforms(len(shapes))
+        return [u[unit.source] >= preserve_prob for unit in units]
+    if granularity == "layer":
+        u = uniforms(max((unit.group for unit in units), default=-1) + 1)
+        return [u[unit.group] >= preserve_prob for unit in units]
+    if granularity == "channel":
+        start: dict[tuple[int, int], int] = {}
+        total = 0
+        for unit, shape in zip(units, shapes):
+            rows, _ = _rows(shape)
+            if (unit.group, rows) not in start:
+                start[(unit.group, rows)], total = total, total + rows
+        u = uniforms(total)
+        masks = []
+        for unit, shape in zip(units, shapes):
+            rows, view = _rows(shape)
+            a = start[(unit.group, rows)]
+            masks.append(u[a : a + rows].view(view) >= preserve_prob)
+        return masks
+    check_granularity(granularity)
+    moves = {src: uniforms(shapes[src]) >= preserve_prob for src in dict.fromkeys(unit.source for unit in units)}
+    return [moves[unit.source] for unit in units]
+
+
+@torch.no_grad()
+def smooth_reference_(
+    teacher: Sequence[Tensor],
+    student: Sequence[Tensor],
+    momentum: float,
+    preserve_prob: float,
+    granularity: str = "tensor",
+    generator: torch.Generator | None = None,
+    units: Sequence[Unit] | None = None,
+) -> None:
+    """Eq. 3 as written, in place on ``teacher``: draw the units, move the drawn ones (paper 000 Eq. 3).
+
+    The reading copy of :func:`smooth_`: plain, device-agnostic and slow (several kernels per
+    tensor). With P_i in {0, 1}, ``P_i * theta_T + (1 - P_i) * lerp(theta_T, theta_S, 1 - m)``
+    is a ``where``: a kept entry stays bit for bit in every dtype, a moved one is
+    ``lerp(theta_T, theta_S, 1 - m)``.
+
+    Args:
+        teacher: the teacher's floating tensors, updated in place.
+        student: the student's tensors, same shapes and order.
+        momentum: TMA momentum m in [0, 1].
+        preserve_prob: preserving probability p in [0, 1].
+        granularity: ``"tensor"``, ``"layer"``, ``"channel"`` or ``"neuron"``.
+        generator: source of the draws (on the tensors' device).
+        units: from :func:`plan_units`; default: every tensor is its own group.
+    """
+    momentum, preserve_prob = _checked(teacher, student, momentum, preserve_prob, granularity)
+    if not teacher:
+        return
+    units = _default_units(len(teacher)) if units is None else units
+    moves = draw_units([t.shape for t in teacher], units, granularity, preserve_prob, generator, teacher[0].device)
+    for t, s, move in zip(teacher, student, moves):
+        t.copy_(torch.where(move, torch.lerp(t, s.to(t.dtype), 1.0 - momentum), t))
+
+
 @torch.no_grad()
 def smooth_(
     teacher: Sequence[Tensor],
@@ -95,9 +236,12 @@ def smooth_(
     granularity: str = "tensor",
     generator: torch.Generator | None = None,
     units: Sequence[Unit] | None = None,
-    plan: DrawPlan | None = None,
+    plan: fast.DrawPlan | None = None,
 ) -> None:
     """One Spatial-Temporal Smoothing step, in place on ``teacher`` (paper 000 Eq. 3).
+
+    The numbers of :func:`smooth_reference_` for the same ``generator`` (neuron-wise on
+    CPU float32: the same law from random bytes), computed by :mod:`stsmooth.core.fast`.
 
     Args:
         teacher: the teacher's floating tensors, updated in place.
@@ -107,7 +251,7 @@ def smooth_(
         granularity: ``"tensor"``, ``"layer"``, ``"channel"`` or ``"neuron"``.
         generator: source of the Bernoulli draws (on the tensors' device).
         units: from :func:`plan_units`; default: every tensor is its own group.
-        plan: a :class:`DrawPlan` of ``units`` (saves rebuilding it every step).
+        plan: a :class:`stsmooth.core.fast.DrawPlan` of ``units`` (saves rebuilding it every step).
 
     Example:
         >>> t, s = [torch.zeros(3)], [torch.ones(3)]
@@ -115,32 +259,12 @@ def smooth_(
         >>> t[0]
         tensor([0.1000, 0.1000, 0.1000])
     """
-    momentum = check_probability("momentum", momentum)
-    preserve_prob = check_probability("preserve_prob", preserve_prob)
-    check_granularity(granularity)
-    if len(teacher) != len(student):
-        raise ValueError(f"teacher has {len(teacher)} tensors but student has {len(student)}")
+    momentum, preserve_prob = _checked(teacher, student, momentum, preserve_prob, granularity)
     if preserve_prob == 1.0 or not teacher:
         return
-    rate = 1.0 - momentum
-    if preserve_prob == 0.0:
-        # TMA: every unit moves; no draws, one fused multi-tensor kernel.
-        torch._foreach_lerp_(list(teacher), list(student), rate)
-        return
-    if plan is None:
-        if units is None:
-            units = [Unit(group=i, source=i) for i in range(len(teacher))]
-        plan = DrawPlan([t.shape for t in teacher], units)
-    elif len(plan.shapes) != len(teacher):
-        raise ValueError(f"plan is for {len(plan.shapes)} tensors but teacher has {len(teacher)}")
-    if granularity in ("tensor", "layer"):
-        move_whole(teacher, student, plan, rate, preserve_prob, granularity, generator)
-    elif granularity == "channel":
-        move_channels(teacher, student, plan, rate, preserve_prob, generator)
-    elif teacher[0].device.type == "cpu" and cpu_fast_path(teacher, student):
-        move_neurons_cpu(teacher, student, plan, rate, preserve_prob, generator)
-    else:
-        move_neurons(teacher, student, plan, rate, preserve_prob, generator)
+    if preserve_prob > 0.0 and plan is None:
+        plan = fast.DrawPlan([t.shape for t in teacher], _default_units(len(teacher)) if units is None else units)
+    fast.smooth_fast_(teacher, student, 1.0 - momentum, preserve_prob, granularity, generator, plan)
 
 
 def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[list[str], list[Tensor], list[Unit], list[str]]:

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from stsmooth.core import distributed
 from stsmooth.core import norm as norms
+from stsmooth.core.fast import DrawPlan
 from stsmooth.core.smoothing import (
-    DrawPlan,
     check_granularity,
     check_probability,
     module_tensors,

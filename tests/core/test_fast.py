@@ -1,0 +1,89 @@
+"""The speed-ups of the rule give the numbers of the plain Eq. 3 path (core/fast.py vs smoothing.smooth_reference_)."""
+
+import pytest
+import torch
+from torch import nn
+
+from stsmooth.core import fast
+from stsmooth.core.smoothing import module_tensors, smooth_, smooth_reference_
+
+
+class Net(nn.Module):
+    """Conv + BN (buffers follow gamma) + linear + a 0-dim parameter: every kind of unit."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 5)
+        self.scale = nn.Parameter(torch.tensor(1.5))
+
+
+def pair(dtype, seed=0):
+    torch.manual_seed(seed)
+    teacher, student = Net().to(dtype), Net().to(dtype)
+    for net in (teacher, student):  # no entry equal in both: a move always shows
+        net.bn.weight.data.uniform_(0.5, 1.5)
+        net.bn.bias.data.normal_()
+        net.bn.running_mean.normal_()
+        net.bn.running_var.uniform_(0.5, 2.0)
+    _, t, units, _ = module_tensors(teacher)
+    _, s, _, _ = module_tensors(student)
+    return t, s, units
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+CASES = [(g, dt) for g in ("tensor", "layer", "channel") for dt in (torch.float32, torch.float64, torch.bfloat16)]
+# neuron-wise, float32 on CPU takes the byte draws (below); other dtypes take the torch.rand kernel
+CASES += [("neuron", torch.float64), ("neuron", torch.bfloat16)]
+
+
+@pytest.mark.parametrize("granularity,dtype", CASES)
+@pytest.mark.parametrize("momentum,preserve_prob", [(0.9, 0.3), (0.0, 0.7), (0.99, 0.0), (0.5, 1.0)])
+def test_fast_equals_reference_bit_for_bit(granularity, dtype, momentum, preserve_prob):
+    t, s, units = pair(dtype)
+    expect = [x.clone() for x in t]
+    smooth_reference_(expect, s, momentum, preserve_prob, granularity, gen(11), units)
+    got = [x.clone() for x in t]
+    smooth_(got, s, momentum, preserve_prob, granularity, gen(11), units)
+    for a, b in zip(got, expect):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    if preserve_prob < 1:  # not vacuous: this seed's draws move something
+        assert any(not torch.equal(a, x) for a, x in zip(got, t))
+
+
+def test_neuron_float32_torch_rand_kernel_equals_reference():
+    # The device-agnostic neuron kernel (GPUs, non-float32, non-contiguous) draws what the
+    # reference draws; called directly here because CPU float32 takes the byte draws.
+    t, s, units = pair(torch.float32)
+    expect = [x.clone() for x in t]
+    smooth_reference_(expect, s, 0.8, 0.4, "neuron", gen(5), units)
+    got = [x.clone() for x in t]
+    fast.move_neurons(got, s, fast.DrawPlan([x.shape for x in t], units), 1.0 - 0.8, 0.4, gen(5))
+    for a, b in zip(got, expect):
+        assert torch.equal(a, b)
+
+
+def test_neuron_float32_byte_draws_follow_the_rule():
+    # Not the reference's numbers by design: the byte draws are another random stream of the
+    # same law (test_neuron_matches_rederivation pins them). What must still hold is Eq. 3 with
+    # P_i in {0, 1}: every entry is the teacher's or lerp(teacher, student, 1 - m), and BN
+    # statistics move exactly where their gamma does.
+    t, s, units = pair(torch.float32)
+    got = [x.clone() for x in t]
+    smooth_(got, s, 0.8, 0.4, "neuron", gen(5), units)
+    moved = []
+    for a, x, y in zip(got, t, s):
+        step = torch.lerp(x, y, 1.0 - 0.8)
+        assert torch.all((a == x) | (a == step))
+        moved.append((a == step) & (x != step))
+    names = [n for n, _ in Net().named_parameters()] + ["bn.running_mean", "bn.running_var"]
+    i = {n: k for k, n in enumerate(module_tensors(Net())[0])}
+    assert set(i) == set(names)
+    gamma = moved[i["bn.weight"]]
+    assert torch.equal(moved[i["bn.running_mean"]], gamma) and torch.equal(moved[i["bn.running_var"]], gamma)
+    share = torch.cat([m.flatten() for m in moved]).float().mean().item()
+    assert 0.4 < share < 0.8  # 1 - p = 0.6 over ~300 units
