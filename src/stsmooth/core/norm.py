@@ -15,28 +15,77 @@ All teacher-normalisation behaviour lives here, in one table:
                                                                                         "teacher PN"
 ==========  =============================  ==========================================  ===================
 
-Only ``eman`` smooths the running statistics with the parameters; in the
-other modes :class:`stsmooth.Teacher` smooths parameters only.
+The table is data, :data:`BN_MODES` (one :class:`BNMode` per row), which
+:class:`stsmooth.Teacher` reads. Only ``eman`` smooths the running statistics with
+the parameters; in the other modes the teacher smooths parameters only.
 """
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-NORMS = ("eman", "batch", "copy", "own")
+class NormalisesWith(enum.Enum):
+    """What the teacher's BN normalises with (the table's first column)."""
 
-#: modes whose running statistics the smoothing rule moves
-SMOOTHS_STATISTICS = {"eman": True, "batch": False, "copy": False, "own": False}
-#: modes whose teacher BN normalises with running statistics (eval mode)
-USES_RUNNING_STATISTICS = {"eman": True, "batch": False, "copy": True, "own": True}
+    RUNNING = "its running statistics"  # eval-mode BN: a sample's output does not depend on its batch
+    BATCH = "the batch's statistics"  # train-mode BN
+
+
+class StatisticsFrom(enum.Enum):
+    """Where the teacher's BN running statistics come from (the table's second column)."""
+
+    SMOOTHED = "smoothed from the student's"  # same rule and draws as their layer (003 Eq. 9)
+    COPIED = "copied from the student"  # at each update
+    OWN_BATCHES = "its own batches"  # the teacher's forwards
+
+
+@dataclass(frozen=True)
+class BNMode:
+    """One row of the table: what a teacher's BatchNorm does.
+
+    Attributes:
+        normalises_with: the statistics the teacher's BN normalises with.
+        statistics_from: where its running statistics come from.
+        paper: where the mode is defined (paper 003, EMAN).
+    """
+
+    normalises_with: NormalisesWith
+    statistics_from: StatisticsFrom
+    paper: str
+
+    @property
+    def smooths_statistics(self) -> bool:
+        """The rule moves the running statistics with their layer (EMAN)."""
+        return self.statistics_from is StatisticsFrom.SMOOTHED
+
+    @property
+    def copies_from_student(self) -> bool:
+        """Buffers the rule does not move (all statistics, or ``num_batches_tracked``) are copied from the student."""
+        return self.statistics_from is not StatisticsFrom.OWN_BATCHES
+
+    @property
+    def folds_in_after_use(self) -> bool:
+        """Eval-mode BN whose running statistics come from its own batches: a hook folds each batch in after use."""
+        return self.normalises_with is NormalisesWith.RUNNING and self.statistics_from is StatisticsFrom.OWN_BATCHES
+
+
+BN_MODES: dict[str, BNMode] = {
+    "eman": BNMode(NormalisesWith.RUNNING, StatisticsFrom.SMOOTHED, "003 Eq. 8-9"),
+    "batch": BNMode(NormalisesWith.BATCH, StatisticsFrom.OWN_BATCHES, '003 Table 1 "BN"'),
+    "copy": BNMode(NormalisesWith.RUNNING, StatisticsFrom.COPIED, '003 Table 8 "student PN"'),
+    "own": BNMode(NormalisesWith.RUNNING, StatisticsFrom.OWN_BATCHES, '003 Table 8 "teacher PN"'),
+}
+NORMS = tuple(BN_MODES)
 
 
 def check_norm(norm: str) -> str:
-    if norm not in NORMS:
+    if norm not in BN_MODES:
         raise ValueError(f"norm={norm!r} is not one of {', '.join(NORMS)}")
     return norm
 
@@ -52,8 +101,9 @@ def set_teacher_mode(module: nn.Module, norm: str) -> None:
     can stay on); BN layers that use running statistics are put in eval mode,
     which makes a sample's output independent of its batch companions.
     """
+    running = BN_MODES[norm].normalises_with is NormalisesWith.RUNNING
     for bn in batchnorms(module):
-        bn.train(not USES_RUNNING_STATISTICS[norm])
+        bn.train(not running)
 
 
 def _own_statistics_hook(bn: _BatchNorm, inputs: tuple[Tensor, ...], output: Tensor) -> None:
@@ -117,7 +167,11 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
 
 
 __all__ = [
+    "BN_MODES",
     "NORMS",
+    "BNMode",
+    "NormalisesWith",
+    "StatisticsFrom",
     "batchnorms",
     "check_norm",
     "collect_statistics",

@@ -76,6 +76,7 @@ class Teacher:
 
     Attributes:
         module: the smoothed ``nn.Module`` (no gradients).
+        bn_mode: the row of :data:`stsmooth.core.norm.BN_MODES` that ``norm`` names.
         step: number of updates applied.
     """
 
@@ -93,6 +94,7 @@ class Teacher:
         self.preserve_prob = check_probability("preserve_prob", preserve_prob)
         self.granularity = check_granularity(granularity)
         self.norm = norms.check_norm(norm)
+        self.bn_mode = norms.BN_MODES[self.norm]
         if nonfinite not in _NONFINITE:
             raise ValueError(f"nonfinite={nonfinite!r} is not one of {', '.join(_NONFINITE)}")
         self.nonfinite = nonfinite
@@ -104,7 +106,7 @@ class Teacher:
         self.module = copy.deepcopy(unwrap(student))
         self.module.requires_grad_(False)
         norms.set_teacher_mode(self.module, self.norm)
-        if self.norm == "own":
+        if self.bn_mode.folds_in_after_use:
             norms.install_own_statistics(self.module)
             norms.collect_statistics(self.module, False)
         self._plan()
@@ -113,17 +115,18 @@ class Teacher:
         self._student_copied: list[Tensor] = []
 
     def _plan(self) -> None:
-        smooth_stats = norms.SMOOTHS_STATISTICS[self.norm]
+        mode = self.bn_mode
+        smooth_stats = mode.smooths_statistics
         self._names, self._tensors, self._units, other = module_tensors(self.module, statistics=smooth_stats)
         # What is copied rather than smoothed: non-floating buffers (num_batches_tracked) with
         # eman, and all statistics with copy; batch/own keep the teacher's own.
-        copied = other if self.norm in ("eman", "copy") else []
+        copied = other if mode.copies_from_student else []
         buffers = dict(self.module.named_buffers())
         self._copied_names = [n for n in copied if n in buffers]
         self._copied = [buffers[n] for n in self._copied_names]
         self._buffer_index = [i for i, n in enumerate(self._names) if n in buffers]
         # batch/own: the teacher collects statistics from its own (rank-local) batches
-        own = self.norm in ("batch", "own")
+        own = mode.statistics_from is norms.StatisticsFrom.OWN_BATCHES
         self._own_stats = [b for b in buffers.values() if b.is_floating_point()] if own else []
 
     def _resolve(self, student: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
@@ -231,7 +234,7 @@ class Teacher:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Forward through the smoothed copy without autograd."""
         with torch.no_grad():
-            if self.norm == "own" and self.module.training:
+            if self.bn_mode.folds_in_after_use and self.module.training:
                 norms.collect_statistics(self.module, True)
                 try:
                     return self.module(*args, **kwargs)
