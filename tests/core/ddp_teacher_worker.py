@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under torchrun: each rank trains on its own data."""
+"""Run by tests/core/test_distributed.py under torchrun: each rank trains on its own data."""
 
 import sys
 
@@ -6,8 +6,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stsmooth import Teacher
 from stsmooth.core.distributed import init_from_env, rank
+from stsmooth.core.teacher import Teacher
 
 out = sys.argv[1]
 init_from_env()

@@ -1,11 +1,13 @@
-"""The speed-ups of the rule give the numbers of the plain Eq. 3 path (core/fast.py vs smoothing.smooth_reference_)."""
+"""The speed-ups of the rule (core/fast.py): the numbers of the plain Eq. 3 path, and the CPU byte draws re-derived."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from stsmooth.core import fast
-from stsmooth.core.smoothing import module_tensors, smooth_, smooth_reference_
+from stsmooth.core.fast import CHUNK, DrawPlan
+from stsmooth.core.smoothing import Unit, module_tensors, smooth_, smooth_reference_
 
 
 class Net(nn.Module):
@@ -87,3 +89,58 @@ def test_neuron_float32_byte_draws_follow_the_rule():
     assert torch.equal(moved[i["bn.running_mean"]], gamma) and torch.equal(moved[i["bn.running_var"]], gamma)
     share = torch.cat([m.flatten() for m in moved]).float().mean().item()
     assert 0.4 < share < 0.8  # 1 - p = 0.6 over ~300 units
+
+
+def rederive_neuron(teacher, student, m, p, seed):
+    """Eq. 3 neuron-wise with the CPU draws: unit u moves iff its 64-bit uniform U >= p * 2**64.
+
+    U's top byte is one byte of the `bits` stream (each tensor takes whole 64-bit words);
+    its low 56 bits come from the `ties` stream, read only where the top byte alone cannot
+    decide (it equals the threshold's top byte), in order.
+    """
+    seeds = torch.empty(2, dtype=torch.int64).random_(-(2**63), None, generator=gen(seed)).tolist()
+    bits, ties = np.random.SFC64(seeds[0] % 2**64), np.random.SFC64(seeds[1] % 2**64)
+    threshold = int(p * 2**64)
+    out = []
+    for t, s in zip(teacher, student):
+        top = bits.random_raw((t.numel() + 7) // 8).view(np.uint8)
+        u = [int(b) << 56 for b in top]
+        for k in np.flatnonzero(top == threshold >> 56):
+            u[k] |= int(ties.random_raw()) >> 8
+        moves = torch.tensor([x >= threshold for x in u[: t.numel()]]).reshape(t.shape)
+        out.append(torch.where(moves, torch.lerp(t, s, 1 - m), t))
+    return out
+
+
+def test_neuron_matches_rederivation():
+    torch.manual_seed(1)
+    teacher = [torch.randn(6, 5), torch.randn(6), torch.randn(40, 50)]  # 2000 units: some ties
+    student = [torch.randn_like(x) for x in teacher]
+    expect = rederive_neuron(teacher, student, 0.8, 0.3, seed=7)
+    got = [x.clone() for x in teacher]
+    smooth_(got, student, 0.8, 0.3, "neuron", gen(7))
+    for a, b in zip(got, expect):
+        assert torch.equal(a, b)
+
+
+def test_neuron_draws_do_not_depend_on_chunking():
+    torch.manual_seed(2)
+    teacher = [torch.randn(37, 11), torch.randn(5), torch.randn(300)]
+    student = [torch.randn_like(x) for x in teacher]
+    units = [Unit(0, 0), Unit(0, 1), Unit(1, 2)]
+    results = []
+    for chunk in (8, 64, CHUNK):
+        got = [x.clone() for x in teacher]
+        plan = DrawPlan([x.shape for x in got], units, chunk=chunk)
+        smooth_(got, student, 0.5, 0.6, "neuron", gen(4), plan=plan)
+        results.append(got)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_high_preserve_prob_is_honoured():
+    # p = 0.999 (paper 000 Fig. 3): 1e6 neuron draws, update share 1e-3 within 4 sigma.
+    t, s = [torch.zeros(1_000_000)], [torch.ones(1_000_000)]
+    smooth_(t, s, 0.0, 0.999, "neuron", gen(0))
+    n, q = 1_000_000, 0.001
+    assert abs(t[0].sum().item() - n * q) < 4 * (n * q * (1 - q)) ** 0.5

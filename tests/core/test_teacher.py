@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth import Teacher
+from stsmooth.core.teacher import Teacher
 
 GRANS = ("tensor", "layer", "channel", "neuron")
 
