@@ -61,19 +61,3 @@ def test_bad_input_is_one_line_with_status_2(argv, message, capsys):
 
 def test_recipe_names_resolve_to_configs():
     assert resolve_recipe("moco_digits") == Path(__file__).resolve().parents[1] / "configs/moco_digits.yaml"
-
-
-def test_demo_runs_the_four_rules_and_prints_the_table(tmp_path, capsys):
-    from stsmooth.training import demo
-
-    tiny = ["optim.steps_per_epoch=2", "optim.batch_size=32", "byol.projector_hidden=16", "byol.predictor_hidden=16"]
-    records = demo.main(seeds=[0, 1], out=str(tmp_path), epochs=2, overrides=tiny)
-    assert [r["rule"] for r in records] == ["none"] * 2 + ["TMA"] * 2 + ["SE"] * 2 + ["STS"] * 2
-    none, tma, se, sts = (records[i] for i in (0, 2, 4, 6))
-    assert (none["m"], none["p"], se["m"], sts["p"]) == (0.0, 0.0, 0.0, 0.7)
-    assert se["p"] == tma["m"] == 0.9
-    printed = capsys.readouterr().out
-    assert "| random init |" in printed and "± " in printed
-    assert (tmp_path / "demo.png").is_file() and (tmp_path / "table.md").is_file()
-    # no smoothing: the teacher is the student after every step
-    assert none["results"]["teacher"] == none["results"]["student"]
