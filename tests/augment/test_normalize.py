@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from stsmooth.augment import MEAN_STD, Normalize, mean_std, normalize
+from stsmooth.augment.normalize import MEAN_STD, Normalize, mean_std, normalize
 
 
 def test_table_has_the_contract_datasets():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from stsmooth.data import load
 from stsmooth.data.cifar import read_records
+from stsmooth.data.registry import load
 
 
 def _records(rng, n, labels_per_record, num_classes):

@@ -1,6 +1,6 @@
 import pytest
 
-from stsmooth.data import default_root, load, names, split_names
+from stsmooth.data.registry import default_root, load, names, split_names
 
 
 def test_names_and_splits():

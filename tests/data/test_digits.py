@@ -2,7 +2,8 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from stsmooth.data import digits, load
+from stsmooth.data import digits
+from stsmooth.data.registry import load
 
 
 def test_shapes_values_and_counts():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from stsmooth.data import download, load
+from stsmooth.data import download
 from stsmooth.data.download import (
     ChecksumError,
     DownloadError,
@@ -17,6 +17,7 @@ from stsmooth.data.download import (
     fetch,
     safe_extract,
 )
+from stsmooth.data.registry import load
 
 
 def _md5(b):

@@ -3,7 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stsmooth.data import FolderLoader, FolderSet, load
+from stsmooth.data.folder import FolderLoader, FolderSet
+from stsmooth.data.registry import load
 
 
 def _png(path, array):

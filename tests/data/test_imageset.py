@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from stsmooth.data import ImageSet
+from stsmooth.data.imageset import ImageSet
 
 
 def _set(n=6):

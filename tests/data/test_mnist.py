@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from stsmooth.data import load
 from stsmooth.data.mnist import read_idx
+from stsmooth.data.registry import load
 
 
 def _idx(array: np.ndarray) -> bytes:

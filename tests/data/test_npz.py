@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from stsmooth.data import load
+from stsmooth.data.registry import load
 
 
 def test_gray_and_channels_last(tmp_path):

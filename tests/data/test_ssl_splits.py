@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from stsmooth.data import (
-    load,
+from stsmooth.data.registry import load
+from stsmooth.data.splits import (
     load_split,
     save_split,
     split_labeled,

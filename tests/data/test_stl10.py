@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from stsmooth.data import load
+from stsmooth.data.registry import load
 from stsmooth.data.stl10 import read_folds
 
 

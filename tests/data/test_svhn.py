@@ -3,7 +3,7 @@ import pytest
 import scipy.io
 import torch
 
-from stsmooth.data import load
+from stsmooth.data.registry import load
 
 
 def _write(path, n=4, seed=0, labels=None):

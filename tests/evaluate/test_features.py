@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.data import ImageSet
-from stsmooth.evaluate import extract_features
+from stsmooth.data.imageset import ImageSet
+from stsmooth.evaluate.features import extract_features
 
 
 def small_net():

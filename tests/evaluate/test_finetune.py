@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.data import ImageSet
-from stsmooth.evaluate import finetune
+from stsmooth.data.imageset import ImageSet
+from stsmooth.evaluate.finetune import finetune
 
 
 def quadrant_set(n, seed):

@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stsmooth.evaluate import knn, knn_scores
-from stsmooth.evaluate.knn import auto_chunk_size
+from stsmooth.evaluate.knn import auto_chunk_size, knn, knn_scores
 
 
 def unit(deg):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from stsmooth.evaluate import fit_logistic, lowshot
+from stsmooth.evaluate.lowshot import fit_logistic, lowshot
 
 FAST = dict(draws=2, costs=(0.25, 4.0, 64.0), val_per_class=5)
 

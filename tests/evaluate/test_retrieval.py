@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from stsmooth.evaluate import retrieval
+from stsmooth.evaluate.retrieval import retrieval
 
 
 def unit(deg):

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.data import ImageSet
-from stsmooth.evaluate import KINDS, format_table, run_eval
+from stsmooth.data.imageset import ImageSet
+from stsmooth.evaluate.runner import KINDS, format_table, run_eval
 
 
 def blob_set(n_per_class, seed):

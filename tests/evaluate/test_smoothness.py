@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.evaluate import output_msd, param_msd, snapshot
+from stsmooth.evaluate.smoothness import output_msd, param_msd, snapshot
 
 
 def linear(weight, bias):

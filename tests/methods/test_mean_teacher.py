@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth import Teacher
+from stsmooth.core.teacher import Teacher
 from stsmooth.methods import mean_teacher as mt
 from stsmooth.methods.supervised import Classifier
 

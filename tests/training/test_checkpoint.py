@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth import Teacher
+from stsmooth.core.teacher import Teacher
 from stsmooth.models import build
 from stsmooth.models.encoder import Encoder as Student
 from stsmooth.models.export import load_safetensors
