@@ -41,3 +41,21 @@ def test_build_and_errors():
         schedules.build("exp", 0.9, 10)
     with pytest.raises(ValueError, match="total_steps=0"):
         schedules.cosine(0.9, total_steps=0)
+
+
+def test_learning_rate_schedules_by_hand():
+    # 000 §4.1: linear warm-up from 0.001 x lr over W steps, then the cosine to 0 over the K - W others
+    lr = schedules.build("cosine", 0.4, 50, final=0.0, warmup_steps=10, warmup_factor=0.001)
+    assert lr(0) == pytest.approx(0.4 * 0.001)
+    assert lr(5) == pytest.approx(0.4 * (0.001 + 0.999 * 5 / 10))
+    assert lr(10) == pytest.approx(0.4) and lr(30) == pytest.approx(0.2) and lr(50) == pytest.approx(0.0, abs=1e-15)
+    assert lr(20) == pytest.approx(0.4 * (1 + math.cos(math.pi / 4)) / 2)
+    # the warm-up hands over to any schedule at the absolute step
+    step = schedules.warmup(schedules.step_decay(1.0, [20, 30]), 1.0, 10, 0.5)
+    assert [step(0), step(9), step(10), step(19), step(20), step(30)] == pytest.approx([0.5, 0.95, 1, 1, 0.1, 0.01])
+    fixmatch = schedules.fixmatch_cosine(0.03, 100)
+    assert fixmatch(0) == 0.03 and fixmatch(100) == fixmatch(150) == pytest.approx(0.03 * math.cos(7 * math.pi / 16))
+    assert schedules.build("fixmatch", 0.03, 100)(50) == pytest.approx(0.03 * math.cos(7 * math.pi / 32))
+    assert schedules.build("step", 30.0, 100, milestones=[60, 80])(80) == pytest.approx(0.3)
+    # a warm-up as long as the run: the cosine has one step left and is never reached
+    assert schedules.build("cosine", 0.1, 5, final=0.0, warmup_steps=5, warmup_factor=0.0)(4) == pytest.approx(0.08)

@@ -1,14 +1,16 @@
-"""Schedules for the momentum m and the preserving probability p.
+"""Schedules for the momentum m, the preserving probability p and the learning rate.
 
 Each schedule is a pure function of the global step (as DINO's and lightly's
 cosine schedules are), so a resumed run recomputes exactly the same values.
-Build one, then call it: ``m = cosine(0.99, total_steps=K)(k)``.
+Build one, then call it: ``m = cosine(0.99, total_steps=K)(k)``; the learning
+rate is the same cosine to 0 after a linear :func:`warmup`
+(``build("cosine", lr, K, final=0.0, warmup_steps=W, warmup_factor=0.001)``, 000 §4.1).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 Schedule = Callable[[int], float]
 
@@ -25,17 +27,18 @@ def constant(value: float) -> Schedule:
     return lambda step: value
 
 
-def cosine(base: float, final: float = 1.0, total_steps: int = 1) -> Schedule:
-    """Cosine from ``base`` at step 0 to ``final`` at ``total_steps`` (then held).
+def cosine(base: float, final: float = 1.0, total_steps: int = 1, start_step: int = 0) -> Schedule:
+    """Cosine from ``base`` at ``start_step`` to ``final`` ``total_steps`` later (held before and after).
 
     With ``final=1`` this is BYOL's target decay and the official STS code's:
-    m_k = 1 - (1 - m_0) (cos(pi k / K) + 1) / 2.
+    m_k = 1 - (1 - m_0) (cos(pi k / K) + 1) / 2; with ``final=0`` the usual
+    learning-rate decay lr (1 + cos(pi k / K)) / 2 (000 §4.1).
     """
     total_steps = _check_steps("total_steps", total_steps)
 
     def value(step: int) -> float:
-        k = min(max(step, 0), total_steps)
-        return final - (final - base) * (math.cos(math.pi * k / total_steps) + 1.0) / 2.0
+        k = min(max(step - start_step, 0), total_steps)
+        return final - (final - base) * (math.cos(math.pi * (k / total_steps)) + 1.0) / 2.0
 
     return value
 
@@ -68,27 +71,67 @@ def sigmoid_rampup(total_steps: int) -> Schedule:
     return value
 
 
-SCHEDULES = ("constant", "cosine", "mean_teacher", "two_phase", "linear")
+def step_decay(base: float, milestones: Sequence[float], factor: float = 0.1) -> Schedule:
+    """``base * factor^(milestones reached)``: the learning rate / 10 at each milestone step (003 §5.3)."""
+    milestones = tuple(milestones)
+    return lambda step: base * factor ** sum(step >= m for m in milestones)
 
 
-def build(name: str, value: float, total_steps: int, final: float = 1.0, switch_step: int = 0) -> Schedule:
-    """A schedule by name, as the configs name them.
+def fixmatch_cosine(base: float, total_steps: int) -> Schedule:
+    """FixMatch's learning-rate decay ``base * cos(7 pi k / (16 K))`` (held at k = K)."""
+    total_steps = _check_steps("total_steps", total_steps)
+    return lambda step: base * math.cos(7.0 * math.pi * min(step, total_steps) / (16.0 * total_steps))
+
+
+def warmup(after: Schedule, base: float, warmup_steps: int, start_factor: float = 0.0) -> Schedule:
+    """Linear warm-up from ``start_factor * base`` at step 0 to ``base`` at ``warmup_steps``, then ``after``.
+
+    000 §4.1: the learning rate warms up from 0.001 x lr over the first 10 epochs.
+    """
+    if warmup_steps <= 0:
+        return after
+
+    def value(step: int) -> float:
+        if step < warmup_steps:
+            return base * (start_factor + (1.0 - start_factor) * step / warmup_steps)
+        return after(step)
+
+    return value
+
+
+SCHEDULES = ("constant", "cosine", "mean_teacher", "two_phase", "linear", "step", "fixmatch")
+
+
+def build(name: str, value: float, total_steps: int, final: float = 1.0, switch_step: int = 0,
+          warmup_steps: int = 0, warmup_factor: float = 0.0, milestones: Sequence[float] = ()) -> Schedule:
+    """A schedule by name, as the configs name them (m, p and the learning rate).
 
     Args:
         name: one of ``SCHEDULES``.
-        value: the base value (m_0, p_0, alpha, or the first phase's value).
-        total_steps: length of the run in steps (for cosine and linear).
+        value: the base value (m_0, p_0, alpha, the learning rate, or the first phase's value).
+        total_steps: length of the run in steps (for cosine, linear and fixmatch).
         final: the end value (cosine, linear) or the second phase's value (two_phase).
         switch_step: step of the switch for ``two_phase``.
+        warmup_steps: linear warm-up steps before the schedule (:func:`warmup`); a cosine
+            then runs over the remaining ``total_steps - warmup_steps``.
+        warmup_factor: the warm-up starts at ``warmup_factor * value``.
+        milestones: steps where ``step`` divides the value by 10.
     """
     if name == "constant":
-        return constant(value)
-    if name == "cosine":
-        return cosine(value, final, total_steps)
-    if name == "mean_teacher":
-        return mean_teacher_warmup(value)
-    if name == "two_phase":
-        return two_phase(value, final, switch_step)
-    if name == "linear":
-        return linear(value, final, total_steps)
-    raise ValueError(f"schedule={name!r} is not one of {', '.join(SCHEDULES)}")
+        schedule = constant(value)
+    elif name == "cosine":
+        span = max(1, total_steps - warmup_steps) if warmup_steps > 0 else total_steps
+        schedule = cosine(value, final, span, start_step=max(warmup_steps, 0))
+    elif name == "mean_teacher":
+        schedule = mean_teacher_warmup(value)
+    elif name == "two_phase":
+        schedule = two_phase(value, final, switch_step)
+    elif name == "linear":
+        schedule = linear(value, final, total_steps)
+    elif name == "step":
+        schedule = step_decay(value, milestones)
+    elif name == "fixmatch":
+        schedule = fixmatch_cosine(value, total_steps)
+    else:
+        raise ValueError(f"schedule={name!r} is not one of {', '.join(SCHEDULES)}")
+    return warmup(schedule, value, warmup_steps, warmup_factor)
