@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from stsmooth.data import DeviceLoader, ImageSet, epoch_order
-from stsmooth.data.loader import epoch_seed
+from stsmooth.data.loader import order_seed
 
 
 def _indexed(n=50):
@@ -47,9 +47,9 @@ def test_order_is_pure_function_of_seed_and_epoch():
     c.set_epoch(4)
     assert _epoch(c) != _epoch(b)
     # the permutation is the documented generator draw
-    g = torch.Generator().manual_seed(epoch_seed(1, 4))
+    g = torch.Generator().manual_seed(order_seed(1, 4))
     assert sum((ids for ids, _ in _epoch(b)), []) == torch.randperm(50, generator=g).tolist()
-    assert epoch_seed(0, 1) != epoch_seed(1, 0)
+    assert order_seed(0, 1) != order_seed(1, 0)
 
 
 def test_no_shuffle_and_inputs():
@@ -88,7 +88,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r"labels must have shape \(10,\)"):
         DeviceLoader((s.images, torch.zeros(3)), 2)
     with pytest.raises(ValueError, match="must be >= 0"):
-        epoch_seed(-1, 0)
+        order_seed(-1, 0)
 
 
 def test_torch_gather_path_matches_numpy_path():
@@ -104,3 +104,24 @@ def test_torch_gather_path_matches_numpy_path():
         assert len(pairs) == len(a) and all(torch.equal(x, y) and torch.equal(u, v) for (x, u), (y, v) in pairs)
         src = data[0] if isinstance(data, tuple) else data.images
         assert torch.equal(torch.cat([pa[0] for pa, _ in pairs]), src[a.order()])
+
+
+def test_loader_for_picks_the_loader_of_the_set(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from stsmooth.data.folder import FolderLoader, FolderSet
+    from stsmooth.data.registry import loader_for
+
+    s = _indexed(10)
+    direct = DeviceLoader(s, 3, seed=2, drop_last=False, rank=1, world_size=2)
+    via = loader_for(s, 3, seed=2, drop_last=False, rank=1, world_size=2)
+    assert isinstance(via, DeviceLoader) and [torch.equal(a[0], b[0]) for a, b in zip(via, direct)] == [True] * 2
+    for i in range(4):
+        (tmp_path / "c").mkdir(exist_ok=True)
+        Image.fromarray(np.full((2, 2), i, dtype=np.uint8)).save(tmp_path / "c" / f"{i}.png")
+    folder = loader_for(FolderSet(tmp_path, mode="L"), 2, shuffle=False, num_workers=0)
+    assert isinstance(folder, FolderLoader)
+    assert [b[0][:, 0, 0, 0].tolist() for b in folder] == [[0, 1], [2, 3]]
+    with pytest.raises(ValueError, match="ImageSet or a FolderSet; got list"):
+        loader_for([1, 2], 2)

@@ -59,3 +59,16 @@ def test_validation_errors():
         ImageSet(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.tensor([-2, 0]), ["a", "b"])
     # -1 (unlabeled) is allowed even without classes
     assert ImageSet(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.tensor([-1, -1]), []).num_classes == 0
+
+
+def test_to_float_is_the_one_uint8_conversion():
+    from stsmooth.data.imageset import to_float
+
+    x = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 3, 1, 1)
+    out = to_float(x)
+    assert out.dtype == torch.float32 and out.flatten().tolist() == pytest.approx([0.0, 0.2, 1.0])
+    assert x.flatten().tolist() == [0, 51, 255]  # the input is not touched
+    f = torch.rand(2, 1, 3, 3)
+    assert to_float(f) is f  # float32 in [0, 1] passes as it is (the models' augmented inputs)
+    noisy = torch.tensor([-0.5, 1.5], dtype=torch.float64)
+    assert to_float(noisy).dtype == torch.float32 and to_float(noisy).tolist() == [-0.5, 1.5]  # cast, not clamped

@@ -4,7 +4,7 @@ from torch import nn
 
 from stsmooth.data import ImageSet
 from stsmooth.evaluate import linear_probe, linear_probe_backbone, train_linear
-from stsmooth.evaluate.linear import lr_at
+from stsmooth.evaluate.linear import lr_schedule
 
 
 def test_separable_features_are_classified(clusters):
@@ -29,14 +29,15 @@ def test_deterministic_from_seed(clusters):
 
 
 def test_lr_schedules():
-    assert lr_at(0, 100, 0.2) == pytest.approx(0.2)
-    assert lr_at(50, 100, 0.2) == pytest.approx(0.1)
-    assert lr_at(100, 100, 0.2) == pytest.approx(0.0)
-    assert lr_at(59, 100, 30.0, "step") == pytest.approx(30.0)
-    assert lr_at(60, 100, 30.0, "step") == pytest.approx(3.0)
-    assert lr_at(80, 100, 30.0, "step") == pytest.approx(0.3)
+    cosine, step = lr_schedule(0.2, 100), lr_schedule(30.0, 100, "step")
+    assert cosine(0) == pytest.approx(0.2)
+    assert cosine(50) == pytest.approx(0.1)
+    assert cosine(100) == pytest.approx(0.0)
+    assert step(59) == pytest.approx(30.0)
+    assert step(60) == pytest.approx(3.0)
+    assert step(80) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="schedule"):
-        lr_at(0, 10, 0.1, "linear")
+        lr_schedule(0.1, 10, "linear")
 
 
 class Flatten(nn.Module):

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stsmooth.data.imageset import to_float
+
 __all__ = ["Recipe", "Eval", "to_unit_float", "fit_to_size", "check_size"]
 
 
@@ -39,7 +41,7 @@ def to_unit_float(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] not in (1, 3):
         raise ValueError(f"augmentation input must have 1 or 3 channels, got {x.shape[1]} (shape {tuple(x.shape)})")
     if x.dtype == torch.uint8:
-        return x.to(torch.float32).div_(255.0)
+        return to_float(x)
     if not x.is_floating_point():
         raise ValueError(f"augmentation input must be uint8 or floating point, got {x.dtype}")
     # clamp rather than trust: float inputs that stray out of range would break

@@ -18,6 +18,25 @@ import torch
 UNLABELED = -1  # label value of an image without a label (STL-10 unlabeled, SVHN extra used as such)
 
 
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """The one conversion of the library's images to network input: uint8 -> float32 in [0, 1].
+
+    Models, evaluation and augmentation all read images in this format
+    (uint8 ``(B, C, H, W)``, 0..255) or as floats already in [0, 1], which
+    pass through with their values unchanged (cast to float32; a float32
+    tensor is returned as it is).
+
+    Args:
+        images: (B, C, H, W) uint8 or floating tensor.
+
+    Returns:
+        (B, C, H, W) float32; uint8 values divided by 255.
+    """
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    return images.float()
+
+
 def _as_index(idx, n: int) -> torch.Tensor:
     """Turns a list / numpy array / tensor / bool mask into an int64 index tensor."""
     if isinstance(idx, torch.Tensor):

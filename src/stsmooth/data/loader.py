@@ -20,10 +20,12 @@ import torch
 from stsmooth.data.imageset import UNLABELED, ImageSet
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed mixed from ``(seed, epoch)`` by NumPy's SeedSequence.
+def order_seed(seed: int, epoch: int) -> int:
+    """Seed of the data order of ``epoch``: 63 bits mixed from ``(seed, epoch)`` by NumPy's SeedSequence.
 
-    Unlike ``seed + epoch`` it gives unrelated streams for (0, 1) and (1, 0).
+    Unlike ``seed + epoch`` it gives unrelated streams for (0, 1) and (1, 0). The
+    same on every rank (the shards are cut from one permutation); the per-rank
+    seed of the augmentations is :func:`stsmooth.training.train.random_state_seed`.
     """
     if seed < 0 or epoch < 0:
         raise ValueError(f"seed ({seed}) and epoch ({epoch}) must be >= 0")
@@ -48,7 +50,7 @@ def epoch_order(n: int, seed: int = 0, epoch: int = 0, shuffle: bool = True, dro
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1} (world_size {world_size})")
     if shuffle:
-        g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        g = torch.Generator().manual_seed(order_seed(seed, epoch))
         order = torch.randperm(n, generator=g)
     else:
         order = torch.arange(n)

@@ -1,4 +1,4 @@
-"""``load(name, ...)``: one entry point for every dataset reader.
+"""``load(name, ...)``: one entry point for every dataset reader, and ``loader_for`` any set it returns.
 
 In-memory datasets come back as an :class:`ImageSet`; ``"folder"`` comes back
 as a :class:`FolderSet` that streams from disk. ``root=None`` means
@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 
 from stsmooth.data import cifar, digits, mnist, npz, stl10, svhn
-from stsmooth.data.folder import FolderSet
+from stsmooth.data.folder import FolderLoader, FolderSet
+from stsmooth.data.imageset import ImageSet
+from stsmooth.data.loader import DeviceLoader
 
 _READERS = {
     "digits": (digits.read, digits.SPLITS),
@@ -84,3 +86,23 @@ def load(name: str, root=None, split: str = "train", download: bool = False, **o
         known = [p for p in inspect.signature(reader).parameters if p not in ("root", "split", "download")]
         raise ValueError(f"{name}: unknown option {extra[0]!r}; allowed: {', '.join(known) or 'none'}")
     return reader(root, split=split, download=download, **options)
+
+
+def loader_for(data: ImageSet | FolderSet, batch_size: int, *, shuffle: bool = True, drop_last: bool = True,
+               seed: int = 0, device="cpu", rank: int = 0, world_size: int = 1, num_workers: int | None = None):
+    """The loader of a set :func:`load` returned: a DeviceLoader (ImageSet) or a FolderLoader (FolderSet).
+
+    Both yield ``(images uint8 (B, C, H, W), labels int64 (B,))`` on ``device`` in
+    the same order, a pure function of ``(seed, epoch)`` and the shard
+    ``(rank, world_size)``; ``num_workers`` (decoding processes) only applies to folders.
+
+    Raises:
+        ValueError: ``data`` is neither an ImageSet nor a FolderSet.
+    """
+    if isinstance(data, ImageSet):
+        return DeviceLoader(data, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, device=device,
+                            rank=rank, world_size=world_size)
+    if isinstance(data, FolderSet):
+        return FolderLoader(data, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, device=device,
+                            num_workers=num_workers, rank=rank, world_size=world_size)
+    raise ValueError(f"loader_for needs an ImageSet or a FolderSet; got {type(data).__name__}")

@@ -20,7 +20,6 @@ from stsmooth.evaluate.features import (
     eval_mode,
     extract_features,
     labelled_features,
-    to_float,
 )
 from stsmooth.evaluate.finetune import finetune
 from stsmooth.evaluate.knn import knn, knn_scores
@@ -50,7 +49,6 @@ __all__ = [
     "retrieval",
     "run_eval",
     "snapshot",
-    "to_float",
     "topk_accuracy",
     "train_linear",
 ]

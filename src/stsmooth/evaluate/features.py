@@ -14,12 +14,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """Default input transform: uint8 0..255 -> float32 0..1; float input is only cast."""
-    if images.dtype == torch.uint8:
-        return images.float().div_(255.0)
-    return images.float()
+from stsmooth.data.imageset import ImageSet, to_float
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -63,7 +58,7 @@ def _batches(images, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tens
         for i in range(0, len(images), batch_size):
             yield images[i : i + batch_size], None
         return
-    if hasattr(images, "images") and hasattr(images, "labels"):  # ImageSet (duck-typed: same layer)
+    if isinstance(images, ImageSet):
         data, labels = images.images, images.labels
         for i in range(0, len(data), batch_size):
             yield data[i : i + batch_size], labels[i : i + batch_size]
@@ -149,25 +144,42 @@ def check_features(features: torch.Tensor, labels: torch.Tensor | None, name: st
             raise ValueError(f"{name} labels contain {int(labels.min())}; only labels >= 0 can be evaluated (drop unlabeled images first)")
 
 
-def labelled_features(model: nn.Module, data, batch_size: int = 256, device=None, transform=None):
+def labelled(data: ImageSet, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    """The labelled images (label >= 0) of an ImageSet and their labels.
+
+    Args:
+        data: an ImageSet; images labelled -1 are dropped.
+        name: how errors call it ("train", "test").
+
+    Returns:
+        ``(images uint8 (M, C, H, W), labels (M,) int64)``; ``data``'s own tensors when all are labelled.
+
+    Raises:
+        ValueError: ``data`` is not an ImageSet, or none of its images is labelled.
+    """
+    if not isinstance(data, ImageSet):
+        raise ValueError(f"{name} must be an ImageSet (stsmooth.data); got {type(data).__name__}")
+    images, labels = data.images, data.labels
+    keep = labels >= 0
+    if not bool(keep.any()):
+        raise ValueError(f"{name} has no labelled image (all {len(labels)} labels are -1)")
+    if not bool(keep.all()):
+        images, labels = images[keep.to(images.device)], labels[keep]
+    return images, labels
+
+
+def labelled_features(model: nn.Module, data: ImageSet, batch_size: int = 256, device=None, transform=None):
     """Features and labels of the labelled images (label >= 0) of an ImageSet.
 
     Args:
         model: the frozen backbone, see :func:`extract_features`.
-        data: an ImageSet-like object with ``.images`` uint8 (N, C, H, W) and
-            ``.labels`` (N,); images labelled -1 are skipped before the forward pass.
+        data: an ImageSet (``.images`` uint8 (N, C, H, W), ``.labels`` (N,));
+            images labelled -1 are skipped before the forward pass.
         batch_size, device, transform: see :func:`extract_features`.
 
     Returns:
         ``(features (M, D) float, labels (M,) int64)`` on the compute device.
     """
-    if not (hasattr(data, "images") and hasattr(data, "labels")):
-        raise ValueError(f"expected an ImageSet with .images and .labels; got {type(data).__name__}")
-    images, labels = data.images, torch.as_tensor(data.labels).to(torch.int64)
-    keep = labels >= 0
-    if not bool(keep.any()):
-        raise ValueError(f"the set of {len(labels)} images has no labelled image (all labels are -1)")
-    if not bool(keep.all()):
-        images, labels = images[keep.to(images.device)], labels[keep]
+    images, labels = labelled(data)
     feats = extract_features(model, images, batch_size=batch_size, device=device, transform=transform)
     return feats, labels.to(feats.device)

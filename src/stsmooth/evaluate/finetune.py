@@ -17,21 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsmooth.evaluate.features import extract_features, model_device, to_float
-from stsmooth.evaluate.linear import SCHEDULES, lr_at
+from stsmooth.data.imageset import to_float
+from stsmooth.evaluate.features import extract_features, labelled, model_device
+from stsmooth.evaluate.linear import lr_schedule
 from stsmooth.evaluate.metrics import topk_accuracy
-
-
-def _labelled(data, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (hasattr(data, "images") and hasattr(data, "labels")):
-        raise ValueError(f"{name} must be an ImageSet with .images and .labels; got {type(data).__name__}")
-    images, labels = data.images, torch.as_tensor(data.labels).to(torch.int64)
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError(f"{name}.images must be a (N, C, H, W) tensor; got {getattr(images, 'shape', type(images).__name__)}")
-    keep = labels >= 0
-    if not bool(keep.any()):
-        raise ValueError(f"{name} has no labelled image (all {len(labels)} labels are -1)")
-    return images[keep.to(images.device)], labels[keep]
 
 
 def feature_dim(backbone: nn.Module, images: torch.Tensor, transform=None) -> int:
@@ -75,7 +64,7 @@ def finetune(
             batch is dropped when there is at least one full batch, so that
             BatchNorm never sees a batch of one).
         schedule, milestones: learning-rate schedule, see
-            :func:`~stsmooth.evaluate.linear.lr_at`.
+            :func:`~stsmooth.evaluate.linear.lr_schedule`.
         augment: uint8 training batch -> model input (e.g. a
             ``stsmooth.augment`` recipe followed by normalisation); default ``transform``.
         transform: uint8 batch -> model input at test time (and for training
@@ -96,12 +85,13 @@ def finetune(
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int; got {value!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
-    images, labels = _labelled(train, "train")
-    test_images, test_labels = _labelled(test, "test")
+    images, labels = labelled(train, "train")
+    test_images, test_labels = labelled(test, "test")
     if int(max(labels.max(), test_labels.max())) >= num_classes:
         raise ValueError(f"labels go up to {int(max(labels.max(), test_labels.max()))} but num_classes is {num_classes}")
+    n = len(images)
+    steps_per_epoch = max(1, n // batch_size)  # n < batch_size: one batch of all n
+    lr_at = [lr_schedule(base, epochs * steps_per_epoch, schedule, milestones) for base in (lr, head_lr)]
     device = model_device(backbone) if device is None else torch.device(device)
     transform = to_float if transform is None else transform
     augment = transform if augment is None else augment
@@ -119,20 +109,17 @@ def finetune(
             head.weight.normal_(0.0, 0.01)
             head.bias.zero_()
         model = nn.Sequential(encoder, head.to(device))
-        groups = [{"params": encoder.parameters(), "lr": lr, "base": lr}, {"params": head.parameters(), "lr": head_lr, "base": head_lr}]
+        groups = [{"params": encoder.parameters(), "lr": lr}, {"params": head.parameters(), "lr": head_lr}]
         opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
         g = torch.Generator().manual_seed(seed)
-        n = len(images)
-        steps_per_epoch = max(1, n // batch_size)  # n < batch_size: one batch of all n
-        total = epochs * steps_per_epoch
         model.train()
         step = 0
         for _ in range(epochs):
             order = torch.randperm(n, generator=g).to(device)
             for b in range(steps_per_epoch):
                 idx = order[b * batch_size : (b + 1) * batch_size]
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(step, total, group["base"], schedule, milestones)
+                for group, schedule_of in zip(opt.param_groups, lr_at):
+                    group["lr"] = schedule_of(step)
                 x = augment(images.index_select(0, idx))
                 loss = F.cross_entropy(model(x), labels.index_select(0, idx))
                 opt.zero_grad(set_to_none=True)

@@ -17,25 +17,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stsmooth.core import schedules
 from stsmooth.evaluate.features import check_features, labelled_features
 from stsmooth.evaluate.metrics import topk_accuracy
 
 SCHEDULES = ("cosine", "step", "constant")
 
 
-def lr_at(step: int, total: int, base_lr: float, schedule: str = "cosine", milestones=(0.6, 0.8)) -> float:
-    """Learning rate at ``step`` of ``total``.
+def lr_schedule(base_lr: float, total: int, schedule: str = "cosine", milestones=(0.6, 0.8)) -> schedules.Schedule:
+    """Learning rate as a function of the step of a ``total``-step classifier training.
 
     ``cosine``: ``base * (1 + cos(pi * step / total)) / 2``; ``step``: base times
-    0.1 for each milestone fraction of ``total`` already passed; ``constant``: base.
+    0.1 for each milestone fraction of ``total`` already passed; ``constant``: base
+    (:mod:`stsmooth.core.schedules`).
     """
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * step / max(1, total)))
-    if schedule == "step":
-        return base_lr * 0.1 ** sum(step >= m * total for m in milestones)
-    if schedule == "constant":
-        return base_lr
-    raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
+    return schedules.build(schedule, base_lr, max(1, total), final=0.0, milestones=[m * total for m in milestones])
 
 
 def train_linear(
@@ -58,8 +56,8 @@ def train_linear(
         labels: (N,) int64 labels in ``0..num_classes-1``.
         num_classes: output size C.
         epochs, lr, batch_size, momentum, weight_decay: SGD settings; lr is
-            updated every step by :func:`lr_at`.
-        schedule, milestones: see :func:`lr_at`.
+            updated every step by :func:`lr_schedule`.
+        schedule, milestones: see :func:`lr_schedule`.
         seed: seeds the head's initialisation and the batch order.
 
     Returns:
@@ -71,8 +69,6 @@ def train_linear(
             raise ValueError(f"{name} must be a positive int; got {value!r}")
     if not lr > 0:
         raise ValueError(f"lr must be > 0; got {lr!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
     device = features.device
     labels = labels.to(device)
     g = torch.Generator().manual_seed(seed)
@@ -84,14 +80,14 @@ def train_linear(
     opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     n = len(features)
     steps_per_epoch = math.ceil(n / batch_size)
-    total = epochs * steps_per_epoch
+    lr_at = lr_schedule(lr, epochs * steps_per_epoch, schedule, milestones)
     step = 0
     for _ in range(epochs):
         order = torch.randperm(n, generator=g).to(device)
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, lr, schedule, milestones)
+                group["lr"] = lr_at(step)
             loss = F.cross_entropy(head(features.index_select(0, idx)), labels.index_select(0, idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -15,7 +15,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from stsmooth.evaluate.features import eval_mode, model_device, to_float
+from stsmooth.data.imageset import to_float
+from stsmooth.evaluate.features import eval_mode, model_device
 
 
 def snapshot(module: nn.Module, buffers: bool = False) -> dict[str, torch.Tensor]:

@@ -9,10 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images (B, C, H, W) in [0, 255] -> float32 in [0, 1]; float images pass through."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+from stsmooth.data.imageset import to_float
 
 
 class Encoder(nn.Module):

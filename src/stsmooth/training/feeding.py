@@ -18,18 +18,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from stsmooth.data import DeviceLoader
-from stsmooth.data.folder import FolderLoader
-
-
-def make_loader(data, batch_size: int, seed: int, device, rank: int, world_size: int, num_workers: int = 8,
-                shuffle: bool = True, drop_last: bool = True):
-    """A DeviceLoader (in-memory ImageSet) or FolderLoader (FolderSet) with one rank's share."""
-    if hasattr(data, "images"):
-        return DeviceLoader(data, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, device=device,
-                            rank=rank, world_size=world_size)
-    return FolderLoader(data, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, device=device,
-                        num_workers=num_workers, rank=rank, world_size=world_size)
+from stsmooth.data import loader_for
 
 
 def cycle_from(loader, start_batch: int) -> Iterator:
@@ -59,7 +48,8 @@ class SelfSupervisedFeed:
 
     def __init__(self, train, batch_size: int, seed: int, device, rank: int = 0, world_size: int = 1,
                  steps_per_epoch: int = 0, num_workers: int = 8):
-        self.loader = make_loader(train, batch_size, seed, device, rank, world_size, num_workers)
+        self.loader = loader_for(train, batch_size, seed=seed, device=device, rank=rank, world_size=world_size,
+                                 num_workers=num_workers)
         self.steps_per_epoch = steps_per_epoch or len(self.loader)
         self.images_per_step = batch_size
 
@@ -87,12 +77,13 @@ class SemiSupervisedFeed:
         if len(labeled) < batch_size * world_size:
             raise ValueError(f"{len(labeled)} labeled images are fewer than the labeled batch "
                              f"{batch_size * world_size} (optim.batch_size); lower optim.batch_size")
-        self.labeled = make_loader(labeled, batch_size, seed, device, rank, world_size, num_workers)
+        self.labeled = loader_for(labeled, batch_size, seed=seed, device=device, rank=rank, world_size=world_size,
+                                  num_workers=num_workers)
         self.unlabeled = None
         if mu > 0:
             # A different seed: the two orders must not be the same permutation.
-            self.unlabeled = make_loader(unlabeled, mu * batch_size, seed + 1, device, rank, world_size,
-                                         num_workers)
+            self.unlabeled = loader_for(unlabeled, mu * batch_size, seed=seed + 1, device=device, rank=rank,
+                                        world_size=world_size, num_workers=num_workers)
         base = self.unlabeled if self.unlabeled is not None else self.labeled
         self.steps_per_epoch = steps_per_epoch or len(base)
         self.images_per_step = batch_size * (1 + mu)
