@@ -54,7 +54,8 @@ def run_one(job: tuple[str, list[str], int]) -> dict:
     return results
 
 
-def mean_std(values: list[float]) -> str:
+def over_seeds(values: list[float]) -> str:
+    """``mean ± std`` of one result over the seeds (the value alone for one seed)."""
     if not values:
         return "—"
     if len(values) == 1:
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> str:
             student = [r["student"]["top1"] for r in cell if r["student"]["top1"] is not None]
             teach = [r["teacher"]["top1"] for r in cell if r["teacher"]["top1"] is not None]
             secs = statistics.mean(r["wall_seconds"] for r in cell)
-            lines.append(f"| {METHODS[method][0]} | {teacher} | {mean_std(student)} | {mean_std(teach)} | {secs:.0f} |")
+            lines.append(f"| {METHODS[method][0]} | {teacher} | {over_seeds(student)} | {over_seeds(teach)} | {secs:.0f} |")
     lines += ["", f"{len(jobs)} runs in {total / 60:.1f} min ({args.jobs} at a time, {args.threads} torch thread(s) "
               f"each, {os.cpu_count()} CPUs visible).", "", "Commands:", "", "```"]
     lines += commands + ["```"]

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from stsmooth.data import DeviceLoader
-from stsmooth.training import builder, config, optim, train
+from stsmooth.methods import METHODS
+from stsmooth.training import builder, config, optim, parallel, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,9 +60,9 @@ def main() -> None:
                                     f"teacher.granularity={args.granularity}", "progress=false"])
     meta = {"in_channels": 3, "num_classes": 10, "image_size": 32,
             "mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
-    model, teacher, augment = builder.build_model(cfg, meta, device)
+    model, teacher, augment = builder.build_model(cfg, METHODS[cfg.method], meta, device)
     optimizer = optim.build(cfg.optim, model)
-    runner = train.StudentRunner(model, device, compile=cfg.compile)
+    wrapped = parallel.wrap(model, device, compile=cfg.compile)
     images = torch.randint(0, 256, (batch * 8, 3, 32, 32), dtype=torch.uint8)
     loader = DeviceLoader(images, batch, seed=0, device=device)
     x = next(iter(loader))[0]
@@ -69,7 +70,7 @@ def main() -> None:
     counter = [0]
 
     def step():
-        train.train_step(model, teacher, optimizer, {"x": x}, counter[0], 0.99, 0.7, runner=runner,
+        train.train_step(model, teacher, optimizer, {"x": x}, counter[0], 0.99, 0.7, wrapped=wrapped,
                          autocast=autocast)
         counter[0] += 1
 

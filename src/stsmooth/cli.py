@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-PROTOCOLS = ("knn", "linear", "finetune", "retrieval", "lowshot")
 
 
 def resolve_recipe(recipe: str) -> Path:
@@ -71,63 +70,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_value(text: str):
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    """``stsmooth eval PROTOCOL CHECKPOINT [key=value ...]``.
+    """``stsmooth eval PROTOCOL CHECKPOINT [key=value ...]`` (:mod:`stsmooth.training.checkpoint_eval`)."""
+    from stsmooth.evaluate.runner import format_table
+    from stsmooth.training.checkpoint_eval import evaluate_checkpoint, write_metrics
 
-    Dotted keys (``data.root=...``) override the run's stored config; ``which=student``
-    evaluates the student instead of the teacher; other keys are options of the
-    protocol (e.g. ``k=200`` for knn, ``epochs=50`` for linear).
-    """
-    import copy
-
-    import torch
-
-    from stsmooth import evaluate
-    from stsmooth.training import builder, checkpoint, config, run_data
-    from stsmooth.training.monitor import Features
-
-    if args.protocol not in PROTOCOLS:
-        raise ValueError(f"evaluation protocol {args.protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    state = checkpoint.load(args.checkpoint)
-    dotted, options = [], {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"argument {item!r} is not of the form key=value")
-        if "." in key:
-            dotted.append(item)
-        else:
-            options[key] = _parse_value(value)
-    which = options.pop("which", "teacher")
-    if which not in ("teacher", "student"):
-        raise ValueError(f"which={which!r} is not one of teacher, student")
-    cfg = config.from_dict(state["config"], dotted)
-    device = builder.resolve_device(cfg.device)
-    model, teacher, augment = builder.build_model(cfg, state["meta"], device)
-    model.load_state_dict(state["model"])
-    teacher.load_state_dict(state["teacher"])
-    net = teacher.module if which == "teacher" else model.student
-    if args.protocol == "finetune":  # a trainable copy: the teacher's weights are frozen
-        net = copy.deepcopy(net).requires_grad_(True)
-    sets = run_data.load(cfg, "self_supervised")
-    train_set, test_set = (s if hasattr(s, "images") else s.to_imageset() for s in (sets.bank, sets.test))
-    metrics = evaluate.run_eval(args.protocol, Features(net), train_set, test_set, device=device,
-                                transform=augment["eval"], **options)
-    metrics = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+    which, metrics = evaluate_checkpoint(args.protocol, args.checkpoint, args.overrides)
     print(f"{args.protocol} evaluation of the {which} in {args.checkpoint}")
-    print(evaluate.format_table(metrics))
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.protocol}_{which}.json"
-    out.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    print(f"metrics written to {out}")
+    print(format_table(metrics))
+    out = args.out or Path(args.checkpoint).parent / f"eval_{args.protocol}_{which}.json"
+    print(f"metrics written to {write_metrics(metrics, out)}")
     return 0
 
 
@@ -151,6 +103,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from stsmooth.evaluate.runner import KINDS as PROTOCOLS
+
     p = argparse.ArgumentParser(prog="stsmooth", description="Teacher smoothing (TMA, SE, STS, EMAN) for "
                                 "student-teacher learning.")
     sub = p.add_subparsers(dest="command", required=True)

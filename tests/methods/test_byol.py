@@ -6,6 +6,7 @@ import torch
 from stsmooth import Teacher, augment, models
 from stsmooth.data import load
 from stsmooth.methods import byol
+from stsmooth.methods.contract import SELF_SUPERVISED
 from stsmooth.training.train import train_step
 
 SMALL = byol.Config(projector_hidden=32, projector_out=16, predictor_hidden=32)
@@ -32,7 +33,7 @@ def test_regression_loss_values():
 def test_parts_and_paper_defaults():
     assert (byol.Config().projector_hidden, byol.Config().projector_out) == (4096, 256)
     model = _model()
-    assert byol.kind == "self_supervised"
+    assert byol.kind is SELF_SUPERVISED
     assert set(byol.augment_recipes(SMALL).values()) == {"byol1", "byol2"}
     student_ids = {id(p) for p in model.student.parameters()}
     predictor_ids = {id(p) for p in model.predictor.parameters()}
@@ -41,6 +42,34 @@ def test_parts_and_paper_defaults():
     x = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
     assert model.student.features(x).shape == (4, 32)
     assert model.student(x).shape == (4, 16)
+
+
+class Features2048(torch.nn.Module):
+    """A stand-in for ResNet-50's features: num_features = 2048."""
+
+    num_features = 2048
+
+    def forward(self, x):
+        return torch.zeros(len(x), 2048)
+
+
+def test_paper_head_sizes():
+    # BYOL §3.3: projector and predictor are Linear(in, 4096) -> BN -> ReLU -> Linear(4096, 256)
+    model = byol.build(byol.Config(), Features2048(), 0, {"view1": None, "view2": None})
+    p, q = model.student.projector, model.predictor
+    assert (p.fc1.in_features, p.fc1.out_features, p.fc2.out_features) == (2048, 4096, 256)
+    assert isinstance(p.bn, torch.nn.BatchNorm1d)
+    assert (q.fc1.in_features, q.fc1.out_features, q.fc2.out_features) == (256, 4096, 256)
+    assert isinstance(q.bn, torch.nn.BatchNorm1d)
+    # ResNet-50 BYOL projector: 2048·4096+4096 + 2·4096 + 4096·256+256
+    assert sum(x.numel() for x in p.parameters()) == 9_449_728
+    small = byol.build(byol.Config(projector_hidden=64, projector_out=32, predictor_hidden=16), Features2048(), 0,
+                       {"view1": None, "view2": None})
+    assert (small.student.projector.fc1.out_features, small.student.projector.fc2.out_features) == (64, 32)
+    assert (small.predictor.fc1.in_features, small.predictor.fc1.out_features,
+            small.predictor.fc2.out_features) == (32, 16, 32)
+    with pytest.raises(ValueError, match="byol.projector_hidden=0"):
+        byol.validate(byol.Config(projector_hidden=0))
 
 
 def test_one_training_step_updates_student_and_teacher_by_the_rule():

@@ -78,6 +78,17 @@ def test_spatial_ensemble_replaces_whole_layers():
         assert torch.equal(b, a) or torch.equal(b, s)  # SE: each unit is kept or copied
 
 
+def test_paper_head_sizes():
+    class Features2048(torch.nn.Module):
+        num_features = 2048
+
+    # MoCo v2: projector Linear(in, 2048) -> ReLU -> Linear(2048, 128), no BatchNorm, no predictor
+    model = moco.build(moco.Config(queue_size=4), Features2048(), 0, {"query": None, "key": None})
+    p = model.student.projector
+    assert (p.fc1.in_features, p.fc1.out_features, p.fc2.out_features) == (2048, 2048, 128)
+    assert isinstance(p.bn, torch.nn.Identity) and not hasattr(model, "predictor")
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match="queue_size"):
-        _model(moco.Config(queue_size=0))
+        moco.validate(moco.Config(queue_size=0))

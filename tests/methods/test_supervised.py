@@ -105,4 +105,4 @@ def test_recipe_with_more_labels_than_a_class_holds_is_a_clear_error(tmp_path):
 
     cfg = config.load(ROOT / "configs/supervised_digits.yaml", ["data.labels_per_class=500", f"out={tmp_path}"])
     with pytest.raises(ValueError, match="images but 500 labels per class"):
-        run_data.load(cfg, "semi_supervised")
+        run_data.load(cfg, labeled_subset=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.models import build, projector
+from stsmooth.models import MLP, build
 from stsmooth.models.export import (
     load_safetensors,
     save_safetensors,
@@ -20,7 +20,7 @@ class Method(nn.Module):
     def __init__(self):
         super().__init__()
         self.backbone = build("resnet18", stem="cifar")
-        self.projector = projector("byol", 512, hidden_dim=16, out_dim=8)
+        self.projector = MLP(512, 16, 8)
 
 
 class Wrapper(nn.Module):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from stsmooth.methods import METHODS
 from stsmooth.training import config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ def test_defaults_are_the_papers():
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
 def test_every_recipe_loads(recipe):
     cfg = config.load(recipe)
-    assert cfg.method in config.methods.available()
+    assert cfg.method in METHODS
 
 
 def test_paper_recipes():
@@ -98,3 +99,6 @@ def test_method_sections_come_from_method_files():
     keys = config.valid_keys()
     assert "byol.projector_hidden" in keys and "moco.queue_size" in keys
     assert config.method_config(config.load(overrides=["method=moco"])).temperature == 0.2
+    # one section per method of the table, holding that method's own Config
+    for name, method in METHODS.items():
+        assert isinstance(getattr(config.RunConfig(), name), method.Config), name

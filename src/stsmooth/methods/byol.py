@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from stsmooth.core.norm import shuffle_bn_forward
+from stsmooth.methods.contract import SELF_SUPERVISED, MethodModel, check_at_least
 from stsmooth.models.encoder import Encoder
 from stsmooth.models.heads import MLP
 
-kind = "self_supervised"
-
+kind = SELF_SUPERVISED
 
 
 @dataclass
@@ -32,6 +32,11 @@ class Config:
     projector_out: int = 256  # BYOL: 256
     predictor_hidden: int = 4096  # BYOL: 4096
     symmetric: bool = True  # BYOL: loss + loss with the views swapped
+
+
+def validate(cfg: Config) -> None:
+    """One-line ValueError for a head size below 1."""
+    check_at_least("byol", cfg, ("projector_hidden", "projector_out", "predictor_hidden"), 1)
 
 
 def augment_recipes(cfg: Config) -> dict[str, str]:
@@ -54,7 +59,7 @@ def regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return (2 - 2 * (p * z).sum(dim=1)).mean()
 
 
-class BYOL(nn.Module):
+class BYOL(MethodModel):
     """BYOL student + predictor; the teacher is passed to :meth:`loss`.
 
     Attributes:
@@ -63,8 +68,6 @@ class BYOL(nn.Module):
         augment: ``{"view1", "view2"}`` batch augmentations (uint8 -> [0, 1] float).
         shuffle_bn: run the teacher with ShuffleBN (003 Table 1 baseline); set by train.py.
     """
-
-    uses_teacher_for_eval = True
 
     def __init__(self, cfg: Config, backbone: nn.Module, augment: dict[str, nn.Module]):
         super().__init__()

@@ -31,12 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stsmooth.methods.contract import SEMI_SUPERVISED, MethodModel
 from stsmooth.methods.supervised import Classifier, require_augment
 
 if TYPE_CHECKING:
     from stsmooth.core.teacher import Teacher
 
-kind = "semi_supervised"
+kind = SEMI_SUPERVISED
 
 PSEUDO_LABEL_SOURCES = ("student", "teacher")
 
@@ -101,7 +102,7 @@ def unlabeled_loss(logits_strong: torch.Tensor, labels: torch.Tensor, mask: torc
     return (F.cross_entropy(logits_strong, labels, reduction="none") * mask).mean()
 
 
-class FixMatch(nn.Module):
+class FixMatch(MethodModel):
     """FixMatch with pseudo-labels from the student (classic) or the teacher (003 Fig. 2).
 
     Args:
@@ -111,11 +112,8 @@ class FixMatch(nn.Module):
             images to floats in [0, 1].
     """
 
-    uses_teacher_for_eval = True
-
     def __init__(self, cfg: Config, student: Classifier, augment: dict[str, nn.Module]):
         super().__init__()
-        validate(cfg)
         require_augment(augment, ("weak", "strong"), "fixmatch")
         self.cfg = cfg
         self.student = student

@@ -39,12 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from stsmooth.core import schedules
+from stsmooth.methods.contract import SEMI_SUPERVISED, MethodModel, check_at_least
 from stsmooth.methods.supervised import Classifier, add_noise, require_augment
 
 if TYPE_CHECKING:
     from stsmooth.core.teacher import Teacher
 
-kind = "semi_supervised"
+kind = SEMI_SUPERVISED
 
 CONSISTENCY_COSTS = ("mse", "kl")
 TARGET_SOURCES = ("teacher", "student")
@@ -71,13 +72,7 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"mean_teacher targets_from={cfg.targets_from!r}; allowed: {list(TARGET_SOURCES)}")
     if cfg.consistency not in CONSISTENCY_COSTS:
         raise ValueError(f"mean_teacher consistency={cfg.consistency!r}; allowed: {list(CONSISTENCY_COSTS)}")
-    for name in ("consistency_weight", "logit_distance", "input_noise"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"mean_teacher {name}={getattr(cfg, name)!r} must be >= 0")
-    if int(cfg.rampup_steps) < 0:
-        raise ValueError(f"mean_teacher rampup_steps={cfg.rampup_steps!r} must be >= 0")
-    if int(cfg.mu) < 0:
-        raise ValueError(f"mean_teacher mu={cfg.mu!r} must be >= 0")
+    check_at_least("mean_teacher", cfg, ("consistency_weight", "logit_distance", "input_noise", "rampup_steps", "mu"), 0)
 
 
 def softmax_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -122,7 +117,7 @@ def consistency_weight(cfg: Config, step: int) -> float:
     return float(cfg.consistency_weight) * float(schedules.sigmoid_rampup(int(cfg.rampup_steps))(step))
 
 
-class MeanTeacher(nn.Module):
+class MeanTeacher(MethodModel):
     """Mean Teacher / Π-model around a :class:`Classifier`.
 
     Args:
@@ -131,11 +126,8 @@ class MeanTeacher(nn.Module):
         augment: {"view": module mapping (B, C, H, W) images to floats in [0, 1]}.
     """
 
-    uses_teacher_for_eval = True
-
     def __init__(self, cfg: Config, student: Classifier, augment: dict[str, nn.Module]):
         super().__init__()
-        validate(cfg)
         require_augment(augment, ("view",), "mean_teacher")
         if cfg.two_heads and not student.two_heads:
             raise ValueError("mean_teacher two_heads=True needs a Classifier built with two_heads=True")

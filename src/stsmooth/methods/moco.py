@@ -18,11 +18,11 @@ from torch import nn
 
 from stsmooth.core.distributed import all_gather_concat
 from stsmooth.core.norm import shuffle_bn_forward
+from stsmooth.methods.contract import SELF_SUPERVISED, MethodModel, check_at_least
 from stsmooth.models.encoder import Encoder
 from stsmooth.models.heads import MLP
 
-kind = "self_supervised"
-
+kind = SELF_SUPERVISED
 
 
 @dataclass
@@ -34,6 +34,13 @@ class Config:
     projector_hidden: int = 2048  # MoCo v2 MLP head: 2048 (no BN)
     projector_out: int = 128  # MoCo v2: 128
     symmetric: bool = False  # MoCo v2: false (one query view, one key view)
+
+
+def validate(cfg: Config) -> None:
+    """One-line ValueError for a queue, temperature or head size out of range."""
+    if cfg.queue_size <= 0 or cfg.temperature <= 0:
+        raise ValueError(f"moco.queue_size={cfg.queue_size} and moco.temperature={cfg.temperature} must be > 0")
+    check_at_least("moco", cfg, ("projector_hidden", "projector_out"), 1)
 
 
 def augment_recipes(cfg: Config) -> dict[str, str]:
@@ -60,7 +67,7 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
     return F.cross_entropy(logits, target)
 
 
-class MoCo(nn.Module):
+class MoCo(MethodModel):
     """MoCo v2 student + key queue; the teacher is passed to :meth:`loss`.
 
     Attributes:
@@ -70,12 +77,8 @@ class MoCo(nn.Module):
         shuffle_bn: run the teacher with ShuffleBN (MoCo's own baseline); set by train.py.
     """
 
-    uses_teacher_for_eval = True
-
     def __init__(self, cfg: Config, backbone: nn.Module, augment: dict[str, nn.Module]):
         super().__init__()
-        if cfg.queue_size <= 0 or cfg.temperature <= 0:
-            raise ValueError(f"moco.queue_size={cfg.queue_size} and moco.temperature={cfg.temperature} must be > 0")
         self.cfg = cfg
         dim = backbone.num_features
         self.student = Encoder(backbone, MLP(dim, cfg.projector_hidden, cfg.projector_out, bn=False),

@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsmooth.models.encoder import to_float
+from stsmooth.data.imageset import to_float
+from stsmooth.methods.contract import SEMI_SUPERVISED, MethodModel, check_at_least
 
 if TYPE_CHECKING:
     from stsmooth.core.teacher import Teacher
 
-kind = "semi_supervised"
+kind = SEMI_SUPERVISED
 
 
 @dataclass
@@ -36,6 +37,9 @@ class Config:
     input_noise: float = 0.0  # extra Gaussian noise on [0, 1] inputs; the "mean_teacher" recipe already adds 004's sigma=0.15
 
 
+def validate(cfg: Config) -> None:
+    """One-line ValueError for a negative mu or input noise."""
+    check_at_least("supervised", cfg, ("mu", "input_noise"), 0)
 
 
 class Classifier(nn.Module):
@@ -72,6 +76,10 @@ class Classifier(nn.Module):
     def two_heads(self) -> bool:
         return self.fc_consistency is not None
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) uint8 or [0, 1] floats -> (B, num_features) backbone features."""
+        return self.backbone(self.normalize(to_float(x)))
+
     def forward(self, x: torch.Tensor, both_heads: bool = False):
         """Class logits, or (class logits, consistency logits).
 
@@ -83,7 +91,7 @@ class Classifier(nn.Module):
         Returns:
             (B, num_classes) logits, or a pair of them when ``both_heads``.
         """
-        h = self.backbone(self.normalize(to_float(x)))
+        h = self.features(x)
         logits = self.fc(h)
         if not both_heads:
             return logits
@@ -107,7 +115,7 @@ def augment_recipes(cfg: Config) -> dict[str, str]:
     return {"view": cfg.augment}
 
 
-class Supervised(nn.Module):
+class Supervised(MethodModel):
     """Cross-entropy on the labeled images only.
 
     Args:
@@ -115,8 +123,6 @@ class Supervised(nn.Module):
         student: the :class:`Classifier` trained (and smoothed into the teacher).
         augment: {"view": module mapping (B, C, H, W) images to floats in [0, 1]}.
     """
-
-    uses_teacher_for_eval = True
 
     def __init__(self, cfg: Config, student: Classifier, augment: dict[str, nn.Module]):
         super().__init__()

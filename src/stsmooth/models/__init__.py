@@ -26,7 +26,7 @@ from torch import nn
 
 from stsmooth.models.base import Backbone
 from stsmooth.models.convnet13 import ConvNet13, convnet13
-from stsmooth.models.heads import MLP, predictor, projector
+from stsmooth.models.heads import MLP
 from stsmooth.models.resnet import ResNet, resnet18, resnet50
 from stsmooth.models.small import DigitsCNN, digits_cnn
 from stsmooth.models.wide_resnet import WideResNet, wrn28_2, wrn28_8
@@ -82,6 +82,6 @@ def build(name: str, **options_: object) -> nn.Module:
 
 __all__ = [
     "Backbone", "ConvNet13", "DigitsCNN", "MLP", "ResNet", "WideResNet",
-    "build", "convnet13", "digits_cnn", "names", "options", "predictor", "projector",
+    "build", "convnet13", "digits_cnn", "names", "options",
     "resnet18", "resnet50", "wrn28_2", "wrn28_8",
 ]

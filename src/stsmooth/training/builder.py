@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from stsmooth import augment as augment_mod
-from stsmooth import methods
 from stsmooth import models as models_mod
 from stsmooth.core import distributed as dist
 from stsmooth.core.norm import convert_sync_batchnorm
 from stsmooth.core.teacher import Teacher
-from stsmooth.training import config as config_mod
+from stsmooth.methods.contract import Method, MethodModel
+from stsmooth.training.config import RunConfig, method_config
 
 
 def resolve_device(name: str) -> torch.device:
@@ -39,7 +39,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def build_augment(cfg, recipes: dict[str, str], meta: dict) -> dict[str, nn.Module]:
+def build_augment(cfg: RunConfig, recipes: dict[str, str], meta: dict) -> dict[str, nn.Module]:
     """The method's augmentation modules plus ``normalize`` and ``eval``.
 
     Options of ``cfg.augment`` that are set are given to each recipe that has
@@ -63,27 +63,26 @@ def build_augment(cfg, recipes: dict[str, str], meta: dict) -> dict[str, nn.Modu
     return out
 
 
-def method_recipes(mod, mcfg) -> dict[str, str]:
-    if hasattr(mod, "augment_recipes"):
-        return dict(mod.augment_recipes(mcfg))
-    return {name: name for name in augment_mod.names() if name != "eval"}
-
-
-def build_model(cfg, meta: dict, device: torch.device) -> tuple[nn.Module, Teacher, dict]:
+def build_model(cfg: RunConfig, method: Method, meta: dict,
+                device: torch.device) -> tuple[MethodModel, Teacher, dict[str, nn.Module]]:
     """The method's model and its teacher, as the config and ``meta`` describe them.
+
+    Args:
+        cfg: the run's config.
+        method: ``METHODS[cfg.method]``.
+        meta: what the data told about itself (:mod:`stsmooth.training.run_data`).
+        device: where model, teacher and augmentations live.
 
     Returns:
         (model, teacher, augment): model on ``device``; ``model.student`` may hold
         SyncBN layers (norm_baseline=syncbn under DDP on CUDA).
     """
-    mod = methods.get(cfg.method)
-    mcfg = config_mod.method_config(cfg)
+    mcfg = method_config(cfg)
     seed_everything(cfg.seed)  # the same initial weights on every rank
-    num_classes = meta["num_classes"] if mod.kind == "semi_supervised" else 0
     backbone = models_mod.build(cfg.model.name, num_classes=0, in_channels=meta["in_channels"],
                                 **dict(cfg.model.options))
-    augment = build_augment(cfg, method_recipes(mod, mcfg), meta)
-    model = mod.build(mcfg, backbone, num_classes, augment)
+    augment = build_augment(cfg, method.augment_recipes(mcfg), meta)
+    model = method.build(mcfg, backbone, meta["num_classes"], augment)
     if cfg.norm_baseline == "shufflebn":
         if not hasattr(model, "shuffle_bn"):
             raise ValueError(f"method {cfg.method!r} has no ShuffleBN option; use norm_baseline=none")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 FORMAT = 1
+WHICH = ("teacher", "student")  # the two networks a checkpoint holds
 
 
 def save(state: dict, path: str | os.PathLike) -> Path:
@@ -148,7 +149,7 @@ def backbone_state(state: dict, which: str = "teacher") -> dict[str, torch.Tenso
         return torchvision_state_dict(state["teacher"]["module"], prefix="backbone.")
     if which == "student":
         return torchvision_state_dict(state["model"], prefix="student.backbone.")
-    raise ValueError(f"which={which!r} is not one of teacher, student")
+    raise ValueError(f"which={which!r} is not one of {', '.join(WHICH)}")
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, which: str = "teacher") -> Path:

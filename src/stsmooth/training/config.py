@@ -7,9 +7,13 @@ a recipe file from ``configs/`` and dotted command-line overrides such as
 every type; its errors are turned into one-line ``ValueError`` s that name the
 nearest valid key (``difflib``).
 
-Per-method sections (``byol``, ``moco``, ``fixmatch``, ...) come from each
-method file's ``Config`` dataclass through :mod:`stsmooth.methods`, so a method
-owns its own hyper-parameters and this file never has to change for a new one.
+Per-method sections (``byol``, ``moco``, ``fixmatch``, ...) are each method
+file's ``Config`` dataclass, so a method owns its own hyper-parameters; a new
+method adds one line to :class:`RunConfig` (and one to
+:data:`stsmooth.methods.METHODS`). The lists of allowed values live with the
+code that uses them (granularities in the core's rule, BN modes in
+:mod:`stsmooth.core.norm`, schedules in :mod:`stsmooth.core.schedules`,
+optimisers in :mod:`stsmooth.training.optim`); this file only checks them.
 
 Default values are those of the papers: 000 = STS (Huang et al.), 003 = EMAN
 (Cai et al.), 004 = Mean Teacher (Tarvainen & Valpola).
@@ -23,17 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
-from stsmooth import methods
+from stsmooth.core.norm import NORMS
+from stsmooth.core.smoothing import GRANULARITIES
+from stsmooth.methods import METHODS, byol, fixmatch, mean_teacher, moco, supervised
+from stsmooth.training import optim
 
-GRANULARITIES = ("tensor", "layer", "channel", "neuron")
-TEACHER_NORMS = ("eman", "batch", "copy", "own")
-MOMENTUM_SCHEDULES = ("constant", "cosine", "mean_teacher", "two_phase", "linear")
-PRESERVE_SCHEDULES = ("constant", "cosine", "linear")
-OPTIMIZERS = ("sgd", "lars")
-LR_SCHEDULES = ("cosine", "constant", "step", "fixmatch")
+MOMENTUM_SCHEDULES = ("constant", "cosine", "mean_teacher", "two_phase", "linear")  # of core.schedules
+PRESERVE_SCHEDULES = ("constant", "cosine", "linear")  # p needs no warm-up or phase switch
 NORM_BASELINES = ("none", "shufflebn", "syncbn")
 
 
@@ -131,10 +135,15 @@ class EvalConfig:
 
 
 @dataclass
-class BaseRunConfig:
-    """Sections shared by every method; :data:`RunConfig` adds the method sections."""
+class RunConfig:
+    """One training run: every key a recipe or an override may set, with its default.
 
-    method: str = "byol"  # byol|moco|fixmatch|mean_teacher|supervised
+    The values come from three layers, later ones winning: these defaults
+    (the papers' values), the recipe (``configs/*.yaml``) and ``key=value``
+    overrides; :func:`load` merges them and :func:`validate` checks them.
+    """
+
+    method: str = "byol"  # byol|moco|fixmatch|mean_teacher|supervised: a key of stsmooth.methods.METHODS
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -150,14 +159,12 @@ class BaseRunConfig:
     device: str = "auto"  # auto|cpu|cuda|cuda:N
     progress: bool = True  # tqdm bar on the main rank
     export: bool = True  # write teacher/student safetensors at the end
-
-
-def _make_run_config() -> type:
-    extra = [(name, mod.Config, field(default_factory=mod.Config)) for name, mod in methods.available().items()]
-    return dataclasses.make_dataclass("RunConfig", extra, bases=(BaseRunConfig,))
-
-
-RunConfig = _make_run_config()
+    # One section per method (each method file's Config); only the section of `method` is read.
+    byol: byol.Config = field(default_factory=byol.Config)  # methods/byol.py (BYOL §3.3, 000 §4.1)
+    moco: moco.Config = field(default_factory=moco.Config)  # methods/moco.py (MoCo v2, 000 §4.1)
+    fixmatch: fixmatch.Config = field(default_factory=fixmatch.Config)  # methods/fixmatch.py (000 §4.1, 003 §4.1)
+    mean_teacher: mean_teacher.Config = field(default_factory=mean_teacher.Config)  # methods/mean_teacher.py (004)
+    supervised: supervised.Config = field(default_factory=supervised.Config)  # methods/supervised.py (004 baseline)
 
 
 def _valid_keys(node: Any, prefix: str = "") -> list[str]:
@@ -220,19 +227,17 @@ def _check_choice(key: str, value: Any, allowed: tuple) -> None:
         raise ValueError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}{hint}")
 
 
-def validate(cfg: Any) -> None:
-    """Checks value ranges and names the schema's types cannot express.
+def validate(cfg: RunConfig) -> None:
+    """Checks value ranges and names the schema's types cannot express; the method checks its own section.
 
     Raises:
         ValueError: one line naming the key, the value and what is allowed.
     """
-    _check_choice("method", cfg.method, tuple(methods.available()))
-    mod = methods.get(cfg.method)
-    if hasattr(mod, "validate"):  # the method's own range checks
-        mod.validate(getattr(cfg, cfg.method))
+    _check_choice("method", cfg.method, tuple(METHODS))
+    METHODS[cfg.method].validate(method_config(cfg))
     t = cfg.teacher
     _check_choice("teacher.granularity", t.granularity, GRANULARITIES)
-    _check_choice("teacher.norm", t.norm, TEACHER_NORMS)
+    _check_choice("teacher.norm", t.norm, NORMS)
     _check_choice("teacher.momentum_schedule", t.momentum_schedule, MOMENTUM_SCHEDULES)
     _check_choice("teacher.preserve_schedule", t.preserve_schedule, PRESERVE_SCHEDULES)
     for key in ("momentum", "preserve_prob", "momentum_final", "preserve_final"):
@@ -240,8 +245,8 @@ def validate(cfg: Any) -> None:
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"teacher.{key}={value} must lie in [0, 1]")
     o = cfg.optim
-    _check_choice("optim.name", o.name, OPTIMIZERS)
-    _check_choice("optim.schedule", o.schedule, LR_SCHEDULES)
+    _check_choice("optim.name", o.name, optim.OPTIMIZERS)
+    _check_choice("optim.schedule", o.schedule, optim.LR_SCHEDULES)
     _check_choice("norm_baseline", cfg.norm_baseline, NORM_BASELINES)
     if o.lr <= 0 or o.batch_size <= 0 or o.epochs <= 0:
         raise ValueError(f"optim.lr={o.lr}, optim.batch_size={o.batch_size}, optim.epochs={o.epochs} must be > 0")
@@ -250,8 +255,10 @@ def validate(cfg: Any) -> None:
     crop = cfg.augment.crop_scale
     if crop is not None and (len(crop) != 2 or not 0 < crop[0] <= crop[1] <= 1):
         raise ValueError(f"augment.crop_scale={list(crop)} must be [low, high] with 0 < low <= high <= 1")
-    if cfg.eval.every_epochs < 0 or cfg.eval.knn_k <= 0:
-        raise ValueError("eval.every_epochs must be >= 0 and eval.knn_k > 0")
+    e = cfg.eval
+    if e.every_epochs < 0 or e.knn_k <= 0 or e.probe_size <= 0 or e.batch_size <= 0:
+        raise ValueError(f"eval.every_epochs={e.every_epochs} must be >= 0; eval.knn_k={e.knn_k}, "
+                         f"eval.probe_size={e.probe_size} and eval.batch_size={e.batch_size} must be > 0")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ValueError(f"device={cfg.device!r} is not one of auto, cpu, cuda, cuda:N")
     d = cfg.data
@@ -264,15 +271,22 @@ def validate(cfg: Any) -> None:
 
 
 def parse_overrides(overrides: list[str]) -> DictConfig:
-    """``["a.b=1", ...]`` -> DictConfig; a token without ``=`` is an error."""
+    """``["a.b=1", ...]`` -> DictConfig, values read as YAML; the one ``key=value`` parser of the project.
+
+    Raises:
+        ValueError: a token without ``=``, or a value that does not parse (naming the token).
+    """
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ValueError(f"override {item!r} is not of the form key=value (e.g. teacher.momentum=0.99)")
-    return OmegaConf.from_dotlist(list(overrides))
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except (oc_errors.OmegaConfBaseException, yaml.YAMLError) as err:
+        raise ValueError(f"overrides {' '.join(overrides)} do not parse: {str(err).splitlines()[0]}") from None
 
 
-def load(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
-    """Builds a validated :data:`RunConfig` from a recipe and overrides.
+def load(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Builds a validated :class:`RunConfig` from a recipe and overrides.
 
     Args:
         recipe: path to a YAML recipe (``configs/*.yaml``) or None for defaults.
@@ -306,7 +320,7 @@ def _merge(base: DictConfig, layer: DictConfig, source: str) -> DictConfig:
         raise _friendly(err, source, layer) from None
 
 
-def from_dict(data: dict, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+def from_dict(data: dict, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Rebuilds a RunConfig from a plain dict (e.g. the one stored in a checkpoint), then overrides."""
     merged = _merge(OmegaConf.structured(RunConfig), OmegaConf.create(data), "in stored config")
     if overrides:
@@ -314,27 +328,27 @@ def from_dict(data: dict, overrides: list[str] | tuple[str, ...] = ()) -> Any:
     return _finish(merged)
 
 
-def _finish(merged: DictConfig) -> Any:
+def _finish(merged: DictConfig) -> RunConfig:
     cfg = OmegaConf.to_object(merged)
     validate(cfg)
     return cfg
 
 
-def to_dict(cfg: Any) -> dict:
+def to_dict(cfg: RunConfig) -> dict:
     """Plain nested dict of ``cfg`` (only str/int/float/bool/None/list/dict)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
 
-def to_yaml(cfg: Any) -> str:
+def to_yaml(cfg: RunConfig) -> str:
     """The resolved config as YAML (what a run folder's ``config.yaml`` holds)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def save(cfg: Any, path: str | Path) -> None:
+def save(cfg: RunConfig, path: str | Path) -> None:
     """Writes ``cfg`` as YAML to ``path``."""
     Path(path).write_text(to_yaml(cfg))
 
 
-def method_config(cfg: Any) -> Any:
+def method_config(cfg: RunConfig) -> Any:
     """The section of the selected method, e.g. ``cfg.byol`` when ``cfg.method == "byol"``."""
     return getattr(cfg, cfg.method)

@@ -33,7 +33,7 @@ from stsmooth.training import config, train
 RECIPE = Path(__file__).resolve().parents[3] / "configs" / "byol_digits.yaml"
 
 
-def rules(cfg) -> list[tuple[str, float, float, str]]:
+def rules(cfg: config.RunConfig) -> list[tuple[str, float, float, str]]:
     """(name, m, p, momentum schedule) of the four teachers, from the recipe's STS values.
 
     SE gets p = the recipe's base m, so that a layer waits as long on average
@@ -44,7 +44,8 @@ def rules(cfg) -> list[tuple[str, float, float, str]]:
             ("STS", m, p, schedule)]
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def _over_seeds(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of one result over the seeds (NaN and None skipped)."""
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return float("nan"), float("nan")
@@ -52,7 +53,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _cell(values: list[float], fmt: str) -> str:
-    mean, std = _mean_std(values)
+    mean, std = _over_seeds(values)
     if math.isnan(mean):
         return "-"
     return f"{mean:{fmt}}" if len(values) == 1 else f"{mean:{fmt}} ± {std:{fmt}}"
@@ -113,7 +114,7 @@ def main(seeds: list[int] | tuple[int, ...] = (0,), out: str = "runs/demo", epoc
     return records
 
 
-def format_table(records: list[dict], base) -> str:
+def format_table(records: list[dict], base: config.RunConfig) -> str:
     """The demo's markdown table (see the module docstring)."""
     lines = ["| teacher rule | m | p | teacher kNN top-1 (%) | student kNN top-1 (%) | teacher param MSD "
              "| teacher output MSD |", "|---|---|---|---|---|---|---|"]
@@ -155,11 +156,11 @@ def plot(records: list[dict], path: Path) -> None:
     x = range(len(order))
     lowest = 100.0
     for offset, who in ((-0.2, "teacher"), (0.2, "student")):
-        stats = [_mean_std([r["results"][who]["knn_top1"] for r in records if r["rule"] == n]) for n in order]
+        stats = [_over_seeds([r["results"][who]["knn_top1"] for r in records if r["rule"] == n]) for n in order]
         axes[0].bar([i + offset for i in x], [m for m, _ in stats], yerr=[s for _, s in stats], width=0.4,
                     label=who, capsize=3)
         lowest = min([lowest] + [m - s for m, s in stats])
-    init = _mean_std([r["results"]["init"]["knn_top1"] for r in records if r["rule"] == order[0]])[0]
+    init = _over_seeds([r["results"]["init"]["knn_top1"] for r in records if r["rule"] == order[0]])[0]
     axes[0].axhline(init, color="gray", linestyle="--", label="random init")
     axes[0].set_ylim(max(0.0, min(lowest, init) - 10), 100)
     axes[0].set_xticks(list(x), order)

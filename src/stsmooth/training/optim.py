@@ -1,9 +1,8 @@
 """The optimiser of a run and its learning rate as a pure function of the step.
 
 The learning rate depends on nothing but the global step, so a resumed run
-sets exactly the rates an uninterrupted one would.
-
-Schedules (after a linear warm-up from ``warmup_factor x lr``, 000 §4.1):
+sets exactly the rates an uninterrupted one would. Its schedules are those of
+:mod:`stsmooth.core.schedules` (after a linear warm-up from ``warmup_factor x lr``, 000 §4.1):
 
 * ``cosine``: ``lr * (1 + cos(pi t)) / 2`` with t the post-warm-up progress (000 §4.1);
 * ``fixmatch``: ``lr * cos(7 pi k / (16 K))`` (FixMatch);
@@ -13,12 +12,19 @@ Schedules (after a linear warm-up from ``warmup_factor x lr``, 000 §4.1):
 
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from stsmooth.core import schedules
 from stsmooth.training.lars import LARS
+
+if TYPE_CHECKING:  # the config checks its optim section against the lists below
+    from stsmooth.training.config import OptimConfig
+
+OPTIMIZERS = ("sgd", "lars")
+LR_SCHEDULES = ("cosine", "constant", "step", "fixmatch")
 
 
 def param_groups(model: nn.Module, weight_decay: float, exclude_bias_bn: bool) -> list[dict]:
@@ -36,8 +42,8 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_bias_bn: bool) -
             {"params": no_decay, "weight_decay": 0.0, "lars": False}]
 
 
-def build(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimiser named by ``cfg`` (an ``OptimConfig``) over ``model``'s trainable parameters.
+def build(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimiser named by ``cfg`` over ``model``'s trainable parameters.
 
     Raises:
         ValueError: unknown optimiser name.
@@ -49,35 +55,26 @@ def build(cfg, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.name == "lars":
         return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, eta=cfg.lars_eta)
-    raise ValueError(f"optim.name={cfg.name!r} is not one of sgd, lars")
+    raise ValueError(f"optim.name={cfg.name!r} is not one of {', '.join(OPTIMIZERS)}")
 
 
-def learning_rate(cfg, step: int, steps_per_epoch: int) -> float:
-    """Learning rate at global ``step`` (0-based) of a run with ``cfg.epochs`` epochs.
+def lr_schedule(cfg: OptimConfig, steps_per_epoch: int) -> schedules.Schedule:
+    """The learning rate as a function of the global step (0-based) of a run with ``cfg.epochs`` epochs.
 
     Args:
-        cfg: an ``OptimConfig`` (lr, schedule, warmup_epochs, warmup_factor, milestones, epochs).
-        step: global optimiser step.
+        cfg: lr, schedule, warmup_epochs, warmup_factor, milestones (epochs), epochs.
         steps_per_epoch: optimiser steps per epoch.
 
-    Returns:
-        The learning rate (float).
+    Raises:
+        ValueError: ``cfg.schedule`` is not one of :data:`LR_SCHEDULES`.
     """
+    if cfg.schedule not in LR_SCHEDULES:
+        raise ValueError(f"optim.schedule={cfg.schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = min(total, round(cfg.warmup_epochs * steps_per_epoch))
-    if step < warmup:
-        return cfg.lr * (cfg.warmup_factor + (1.0 - cfg.warmup_factor) * step / warmup)
-    if cfg.schedule == "constant":
-        return cfg.lr
-    if cfg.schedule == "cosine":
-        t = (step - warmup) / max(1, total - warmup)
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-    if cfg.schedule == "fixmatch":
-        return cfg.lr * math.cos(7.0 * math.pi * min(step, total) / (16.0 * total))
-    if cfg.schedule == "step":
-        epoch = step / steps_per_epoch
-        return cfg.lr * 0.1 ** sum(epoch >= m for m in cfg.milestones)
-    raise ValueError(f"optim.schedule={cfg.schedule!r} is not one of cosine, constant, step, fixmatch")
+    return schedules.build(cfg.schedule, cfg.lr, total, final=0.0, warmup_steps=warmup,
+                           warmup_factor=cfg.warmup_factor,
+                           milestones=[m * steps_per_epoch for m in cfg.milestones])
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

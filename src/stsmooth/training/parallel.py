@@ -1,65 +1,41 @@
-"""How the student runs during training steps: DDP and torch.compile wrappers.
+"""How a training step runs the method's model: DistributedDataParallel and torch.compile.
 
-Only the student is wrapped (DistributedDataParallel, then ``torch.compile``),
-and only while the step runs: :meth:`StudentRunner.wrapped` puts the wrapper in
-``model.student`` so the method's ``loss`` calls go through it, and puts the
-plain module back afterwards, so the teacher update, evaluation and
-checkpoints always see the plain student with its plain parameter names.
+The whole method model is wrapped once in DDP, as DINO and nanoGPT wrap
+theirs: ``forward`` of every :class:`~stsmooth.methods.contract.MethodModel`
+is its loss, so a step calls the wrapper and DDP averages the gradients of
+every trainable parameter, the student's and those of heads outside it (BYOL's
+predictor), in its buckets. The plain model keeps its own parameter names, so
+the teacher update, evaluation and checkpoints use it and never see a wrapper.
 
-Trainable parameters outside the student (BYOL's predictor) are not in DDP;
-their gradients are averaged across ranks by :meth:`sync_extra_gradients`
-after the backward pass, so every rank applies the same update.
+DDP broadcasts rank 0's buffers (BatchNorm statistics, MoCo's queue, which is
+the same on every rank) at each forward, as it did for the student alone; the
+teacher then averages the students' statistics (:class:`~stsmooth.core.teacher.Teacher`).
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
-from stsmooth.core.distributed import average_, is_distributed
+from stsmooth.core.distributed import is_distributed
+from stsmooth.methods.contract import MethodModel
 
 
-class StudentRunner:
-    """Wraps ``model.student`` for training steps.
+def wrap(model: MethodModel, device: torch.device, compile: bool = False) -> nn.Module:
+    """What a training step calls: ``model`` itself, or DDP around it under torchrun.
 
     Args:
-        model: the method's model (``model.student`` is the plain student).
+        model: the method's model; stays the owner of the parameters.
         device: the rank's device.
-        compile: ``torch.compile`` the (DDP-wrapped) student.
+        compile: ``torch.compile`` the student in place (its ``state_dict`` names do not change).
+
+    Returns:
+        A module whose call ``(batch, teacher, step)`` returns ``model.loss``'s ``(loss, logs)``.
     """
+    if compile:
+        model.student.compile()
+    if not is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
 
-    def __init__(self, model: nn.Module, device: torch.device, compile: bool = False):
-        self.plain = model.student
-        wrapped: nn.Module = self.plain
-        if is_distributed():
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [device.index] if device.type == "cuda" else None
-            # Buffers (BN statistics) follow rank 0 at every forward (DDP's default).
-            wrapped = DistributedDataParallel(wrapped, device_ids=ids)
-        if compile:
-            wrapped = torch.compile(wrapped)
-        self.wrapper = wrapped
-        student_ids = {id(p) for p in self.plain.parameters()}
-        self.extra = [p for p in model.parameters() if p.requires_grad and id(p) not in student_ids]
-
-    @contextlib.contextmanager
-    def wrapped(self, model: nn.Module):
-        """``model.student`` is the wrapper inside the block, the plain student after it."""
-        if self.wrapper is self.plain:
-            yield
-            return
-        model.student = self.wrapper
-        try:
-            yield
-        finally:
-            model.student = self.plain
-
-    def sync_extra_gradients(self) -> None:
-        """Averages across ranks the gradients of trainable parameters outside the student."""
-        if not is_distributed():
-            return
-        grads = [p.grad for p in self.extra if p.grad is not None]
-        average_(grads)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -1,8 +1,9 @@
 """The data of a run: which splits are read, the label split, and the facts the model needs.
 
-Self-supervised runs read ``data.train_split`` (e.g. STL-10 "unlabeled") for
-training, the labelled "train" split as kNN bank and ``data.test_split`` for
-queries. Semi-supervised runs draw a class-balanced labeled subset of the
+Every run reads ``data.train_split`` (e.g. STL-10 "unlabeled") for training,
+the labelled "train" split as kNN bank and ``data.test_split`` for queries
+and tests. Methods that train on a labeled subset (``kind.labeled_subset``,
+the semi-supervised ones) draw a class-balanced labeled subset of the
 training split (``data.labels_per_class`` or ``data.label_fraction`` with
 ``data.split_seed``, 000 Table 6 / 003 §5.3), save it as ``split.json`` in the
 run folder, and use the rest (or everything, FixMatch-style) plus an optional
@@ -15,7 +16,6 @@ normalisation statistics.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,24 +23,29 @@ import torch
 
 from stsmooth import data as data_mod
 from stsmooth.augment import MEAN_STD
+from stsmooth.data import FolderSet, ImageSet
+from stsmooth.training.config import RunConfig
 
 #: data set -> key of stsmooth.augment.MEAN_STD (folders are ImageNet-like)
 STATS_KEY = {"folder": "imagenet"}
+
+
+Images = ImageSet | FolderSet
 
 
 @dataclass
 class RunData:
     """Sets of one run (ImageSet, or FolderSet for ``data.name=folder``)."""
 
-    train: object = None  # self-supervised training set
-    labeled: object = None  # semi-supervised labeled subset
-    unlabeled: object = None  # semi-supervised unlabeled images (None when not needed)
-    bank: object = None  # kNN bank (labelled training images)
-    test: object = None
+    train: Images | None = None  # the training split
+    labeled: Images | None = None  # labeled subset of it (kind.labeled_subset)
+    unlabeled: Images | None = None  # unlabeled images (kind.labeled_subset; None when not needed)
+    bank: Images | None = None  # kNN bank (labelled training images)
+    test: Images | None = None
     meta: dict = field(default_factory=dict)
 
 
-def mean_std(name: str, images: torch.Tensor | None) -> tuple[list[float], list[float]]:
+def normalization_stats(name: str, images: torch.Tensor | None) -> tuple[list[float], list[float]]:
     """The data set's per-channel mean/std in [0, 1] units: the published table, else measured."""
     key = STATS_KEY.get(name, name)
     if key in MEAN_STD:
@@ -54,7 +59,7 @@ def mean_std(name: str, images: torch.Tensor | None) -> tuple[list[float], list[
     return mean.tolist(), std.tolist()
 
 
-def _read(cfg, split: str):
+def _read(cfg: RunConfig, split: str) -> Images:
     d = cfg.data
     options = {}
     if d.name == "folder":
@@ -63,48 +68,38 @@ def _read(cfg, split: str):
     return data_mod.load(d.name, root=d.root, split=split, download=d.download, **options)
 
 
-def subset(images_set, idx: torch.Tensor):
-    """``images_set`` restricted to ``idx``: ``ImageSet.subset`` or a FolderSet with fewer files."""
-    if hasattr(images_set, "subset"):
-        return images_set.subset(idx)
-    part = copy.copy(images_set)  # FolderSet: same folder, fewer (path, label) samples
-    part.samples = [images_set.samples[i] for i in idx.tolist()]
-    part.labels = images_set.labels[idx]
-    return part
-
-
 def _num_classes(s) -> int:
     return len(s.classes) if s.classes else int(s.labels.max()) + 1
 
 
-def load(cfg, kind: str, out: str | Path | None = None) -> RunData:
+def load(cfg: RunConfig, labeled_subset: bool = False, out: str | Path | None = None) -> RunData:
     """Reads the sets of a run (see the module docstring).
 
     Args:
-        cfg: the RunConfig.
-        kind: ``"self_supervised"`` or ``"semi_supervised"``.
-        out: run folder, where a semi-supervised split is saved (``split.json``).
+        cfg: the run's config.
+        labeled_subset: also draw the labeled subset and the unlabeled images
+            (``METHODS[cfg.method].kind.labeled_subset``).
+        out: run folder, where a labeled split is saved (``split.json``).
 
     Raises:
-        ValueError: a semi-supervised run without a label count, or too few images.
+        ValueError: a labeled-subset method without a label count, or too few images.
     """
     d = cfg.data
     train = _read(cfg, d.train_split)
     test = _read(cfg, d.test_split)
-    images = getattr(train, "images", None)
+    images = train.images if isinstance(train, ImageSet) else None
     channels = images.shape[1] if images is not None else 3
     native = images.shape[-1] if images is not None else 224
-    mean, std = mean_std(d.name, images)
-    run = RunData(test=test)
+    mean, std = normalization_stats(d.name, images)
+    run = RunData(train=train, test=test)
     run.meta = {"in_channels": int(channels), "num_classes": _num_classes(test),
                 "image_size": int(d.image_size or native), "mean": mean, "std": std}
-    if kind == "self_supervised":
-        run.train = train
-        has_labels = bool((train.labels >= 0).any())
-        run.bank = train if has_labels else _read(cfg, "train")
+    has_labels = bool((train.labels >= 0).any())
+    run.bank = train if has_labels else _read(cfg, "train")
+    if not labeled_subset:
         return run
     if d.labels_per_class is None and d.label_fraction is None:
-        raise ValueError(f"method {cfg.method!r} is semi-supervised: set data.labels_per_class "
+        raise ValueError(f"method {cfg.method!r} trains on a labeled subset: set data.labels_per_class "
                          f"(e.g. 4 for CIFAR-10@40) or data.label_fraction")
     labeled_idx, unlabeled_idx = data_mod.split_labeled(train.labels, per_class=d.labels_per_class,
                                                         fraction=d.label_fraction, seed=d.split_seed,
@@ -112,8 +107,8 @@ def load(cfg, kind: str, out: str | Path | None = None) -> RunData:
     if out is not None:
         data_mod.save_split(Path(out) / "split.json", labeled_idx, unlabeled_idx, dataset=d.name,
                             seed=d.split_seed)
-    run.labeled = subset(train, labeled_idx)
-    unlabeled = subset(train, unlabeled_idx)
+    run.labeled = train.subset(labeled_idx)
+    unlabeled = train.subset(unlabeled_idx)
     if d.unlabeled_split:
         if images is None:
             raise ValueError("data.unlabeled_split needs an in-memory data set, not data.name=folder")

@@ -99,7 +99,7 @@ class RunFolder:
             self.root.mkdir(parents=True, exist_ok=True)
             self.metrics = MetricsCSV(self.root / "metrics.csv")
 
-    def save_config(self, cfg) -> None:
+    def save_config(self, cfg: config_mod.RunConfig) -> None:
         if self.active:
             config_mod.save(cfg, self.root / "config.yaml")
 

@@ -2,7 +2,7 @@
 
 One step (:func:`train_step`, DESIGN.md "One training step")::
 
-    loss, logs = model.loss(batch, teacher, step)   # augment, student, teacher (no grad), loss
+    loss, logs = model(batch, teacher, step)        # model.loss: augment, student, teacher (no grad)
     optimizer.zero_grad(); loss.backward(); optimizer.step()
     teacher.update(model.student, momentum=m_k, preserve_prob=p_k)
 
@@ -30,18 +30,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from stsmooth import methods
 from stsmooth.core import distributed as dist
 from stsmooth.core import schedules
 from stsmooth.core.teacher import Teacher
+from stsmooth.methods import METHODS
+from stsmooth.methods.contract import Method, MethodModel
 from stsmooth.models.export import save_safetensors, torchvision_state_dict
 from stsmooth.training import checkpoint as ckpt
 from stsmooth.training import config as config_mod
-from stsmooth.training import curves, optim, run_data
+from stsmooth.training import curves, optim, parallel, run_data
 from stsmooth.training.builder import build_model, resolve_device, seed_everything
+from stsmooth.training.config import RunConfig, TeacherConfig
 from stsmooth.training.feeding import SelfSupervisedFeed, SemiSupervisedFeed
 from stsmooth.training.monitor import Monitor
-from stsmooth.training.parallel import StudentRunner
 from stsmooth.training.progress import Progress, as_float
 from stsmooth.training.run_folder import RunFolder
 
@@ -50,12 +51,15 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped before saving anything from that epoch."""
 
 
-def epoch_seed(seed: int, rank: int, epoch: int) -> int:
-    """Seed of the global random state in ``epoch`` on ``rank`` (augmentations, ShuffleBN)."""
+def random_state_seed(seed: int, rank: int, epoch: int) -> int:
+    """Seed of the global random state in ``epoch`` on ``rank`` (augmentations, ShuffleBN).
+
+    Not the data order's seed (:func:`stsmooth.data.loader.order_seed`), which every rank shares.
+    """
     return int(np.random.SeedSequence([seed, rank, epoch, 0x5751]).generate_state(1, np.uint32)[0])
 
 
-def teacher_schedules(tcfg, steps_per_epoch: int, total_steps: int):
+def teacher_schedules(tcfg: TeacherConfig, steps_per_epoch: int, total_steps: int):
     """(m_k, p_k) schedules of the global step from a ``TeacherConfig``."""
     momentum = schedules.build(tcfg.momentum_schedule, tcfg.momentum, total_steps, final=tcfg.momentum_final,
                                switch_step=round(tcfg.momentum_switch_epochs * steps_per_epoch))
@@ -63,8 +67,8 @@ def teacher_schedules(tcfg, steps_per_epoch: int, total_steps: int):
     return momentum, preserve
 
 
-def train_step(model: nn.Module, teacher: Teacher, optimizer: torch.optim.Optimizer, batch: dict, step: int,
-               momentum: float, preserve_prob: float, *, runner: StudentRunner | None = None,
+def train_step(model: MethodModel, teacher: Teacher, optimizer: torch.optim.Optimizer, batch: dict, step: int,
+               momentum: float, preserve_prob: float, *, wrapped: nn.Module | None = None,
                autocast: torch.dtype | None = None, grad_clip: float = 0.0) -> tuple[torch.Tensor, dict]:
     """One optimisation step and one teacher update.
 
@@ -75,7 +79,7 @@ def train_step(model: nn.Module, teacher: Teacher, optimizer: torch.optim.Optimi
         batch: the method's batch dict (uint8 images on the device).
         step: global step k (0-based) before this update.
         momentum, preserve_prob: m_k and p_k of Eq. 3 (000) for this update.
-        runner: DDP / compile wrapper of the student (None: plain).
+        wrapped: ``model`` wrapped for training (DDP, :func:`stsmooth.training.parallel.wrap`); None: ``model``.
         autocast: dtype for ``torch.autocast`` (bf16 on CUDA) or None.
         grad_clip: max gradient norm, 0 = off.
 
@@ -84,13 +88,10 @@ def train_step(model: nn.Module, teacher: Teacher, optimizer: torch.optim.Optimi
     """
     device_type = next(model.parameters()).device.type
     amp = torch.autocast(device_type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
-    wrapped = runner.wrapped(model) if runner is not None else contextlib.nullcontext()
-    with wrapped, amp:
-        loss, logs = model.loss(batch, teacher, step)
+    with amp:
+        loss, logs = (model if wrapped is None else wrapped)(batch, teacher, step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if runner is not None:
-        runner.sync_extra_gradients()
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -102,49 +103,48 @@ def train_step(model: nn.Module, teacher: Teacher, optimizer: torch.optim.Optimi
 class Session:
     """Everything a run is made of, built by :func:`setup`."""
 
-    cfg: object
-    kind: str
+    cfg: RunConfig
+    method: Method
     device: torch.device
-    model: nn.Module
+    model: MethodModel
     teacher: Teacher
     augment: dict
     optimizer: torch.optim.Optimizer
-    feed: object
+    feed: SelfSupervisedFeed | SemiSupervisedFeed
     monitor: Monitor
-    runner: StudentRunner
+    wrapped: nn.Module  # what a step calls: the model, or DDP around it
     folder: RunFolder
     data: run_data.RunData
     steps_per_epoch: int
     total_steps: int
 
 
-def setup(cfg) -> Session:
+def setup(cfg: RunConfig) -> Session:
     """Initialises DDP (under torchrun), reads the data and builds model, teacher and optimiser."""
     device = dist.init_from_env() if dist.launched_by_torchrun() else resolve_device(cfg.device)
     if dist.launched_by_torchrun() and cfg.device not in ("auto", str(device), device.type):
         raise ValueError(f"under torchrun each rank uses {device}; leave device=auto (got device={cfg.device!r})")
-    mod = methods.get(cfg.method)
+    method = METHODS[cfg.method]
     world, rank = dist.world_size(), dist.rank()
     if cfg.optim.batch_size % world:
         raise ValueError(f"optim.batch_size={cfg.optim.batch_size} must be divisible by the {world} ranks")
     folder = RunFolder(cfg.out, active=dist.is_main())
-    data = run_data.load(cfg, mod.kind, folder.root if folder.active else None)
-    model, teacher, augment = build_model(cfg, data.meta, device)
+    data = run_data.load(cfg, method.kind.labeled_subset, folder.root if folder.active else None)
+    model, teacher, augment = build_model(cfg, method, data.meta, device)
     optimizer = optim.build(cfg.optim, model)
-    runner = StudentRunner(model, device, compile=cfg.compile)
+    wrapped = parallel.wrap(model, device, compile=cfg.compile)
     local_batch = cfg.optim.batch_size // world
     workers = cfg.data.num_workers
-    if mod.kind == "self_supervised":
+    if method.kind.labeled_subset:
+        feed = SemiSupervisedFeed(data.labeled, data.unlabeled, local_batch, int(config_mod.method_config(cfg).mu),
+                                  cfg.seed, device, rank, world, cfg.optim.steps_per_epoch, workers)
+    else:
         feed = SelfSupervisedFeed(data.train, local_batch, cfg.seed, device, rank, world,
                                   cfg.optim.steps_per_epoch, workers)
-    else:
-        mu = int(getattr(config_mod.method_config(cfg), "mu", 0))
-        feed = SemiSupervisedFeed(data.labeled, data.unlabeled, local_batch, mu, cfg.seed, device, rank, world,
-                                  cfg.optim.steps_per_epoch, workers)
-    monitor = Monitor(mod.kind, data.bank, data.test, augment["eval"], device, cfg.eval,
+    monitor = Monitor(method.kind, data.bank, data.test, augment["eval"], device, cfg.eval,
                       data.meta["num_classes"], seed=cfg.seed)
     steps = feed.steps_per_epoch
-    return Session(cfg, mod.kind, device, model, teacher, augment, optimizer, feed, monitor, runner, folder, data,
+    return Session(cfg, method, device, model, teacher, augment, optimizer, feed, monitor, wrapped, folder, data,
                    steps, steps * cfg.optim.epochs)
 
 
@@ -168,7 +168,7 @@ def _mean_logs(sums: dict, count: int) -> dict:
     return {k: as_float(v) / max(count, 1) for k, v in sums.items()}
 
 
-def _eval_due(cfg, epoch_done: int) -> bool:
+def _eval_due(cfg: RunConfig, epoch_done: int) -> bool:
     every = cfg.eval.every_epochs
     return epoch_done == cfg.optim.epochs or (every > 0 and epoch_done % every == 0)
 
@@ -188,7 +188,7 @@ def _teacher_disagreement(teacher: Teacher) -> float:
     return float(diff)
 
 
-def run(cfg) -> dict:
+def run(cfg: RunConfig) -> dict:
     """Trains as ``cfg`` says and returns ``results.json``'s content.
 
     Raises:
@@ -212,6 +212,7 @@ def run(cfg) -> dict:
                   file=sys.stderr)
     folder.start(resumed)
     m_fn, p_fn = teacher_schedules(cfg.teacher, s.steps_per_epoch, s.total_steps)
+    lr_fn = optim.lr_schedule(cfg.optim, s.steps_per_epoch)
     autocast = torch.bfloat16 if (s.device.type == "cuda" and cfg.amp) else None
     progress = Progress(s.total_steps, step, enabled=cfg.progress and dist.is_main())
     init_metrics = None
@@ -221,7 +222,7 @@ def run(cfg) -> dict:
     final_metrics: dict = {}
     try:
         while epoch < cfg.optim.epochs:
-            seed_everything(epoch_seed(cfg.seed, dist.rank(), epoch))
+            seed_everything(random_state_seed(cfg.seed, dist.rank(), epoch))
             progress.set_epoch(epoch, cfg.optim.epochs)
             t_epoch = time.perf_counter()
             sums: dict = {}
@@ -230,10 +231,9 @@ def run(cfg) -> dict:
             lr = m = p = float("nan")
             model.train()
             for batch in s.feed.epoch(epoch):
-                lr = optim.learning_rate(cfg.optim, step, s.steps_per_epoch)
+                lr, m, p = lr_fn(step), m_fn(step), p_fn(step)
                 optim.set_learning_rate(s.optimizer, lr)
-                m, p = m_fn(step), p_fn(step)
-                loss, logs = train_step(model, teacher, s.optimizer, batch, step, m, p, runner=s.runner,
+                loss, logs = train_step(model, teacher, s.optimizer, batch, step, m, p, wrapped=s.wrapped,
                                         autocast=autocast, grad_clip=cfg.optim.grad_clip)
                 bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step, bad_step)
                 for k, v in logs.items():
@@ -296,15 +296,12 @@ def _summary(epoch: int, metrics: dict) -> str:
 
 
 def _results(s: Session, metrics: dict, init: dict | None, seconds: float) -> dict:
-    if s.kind == "self_supervised":
-        keys = ("knn_top1", "knn_top5")
-    else:
-        keys = ("top1", "top5")
+    keys = s.method.kind.metrics
     res = {"teacher": {k: metrics.get(f"teacher_{k}") for k in keys},
            "student": {k: metrics.get(f"student_{k}") for k in keys},
            "smoothness": {"param_msd": metrics.get("param_msd"), "output_msd": metrics.get("output_msd")},
            "epochs": s.cfg.optim.epochs, "steps": s.total_steps, "seed": s.cfg.seed, "seconds": round(seconds, 2)}
-    if s.kind == "semi_supervised":
+    if s.method.kind.labeled_subset:
         res["labels"] = s.data.meta.get("labels")
     if init is not None:
         res["init"] = {k: init.get(f"teacher_{k}") for k in keys}
