@@ -1,14 +1,12 @@
-"""The training loop: schedules, LARS, bit-identical resume, non-finite loss, semi-supervised feeding."""
+"""The training loop: teacher schedules, bit-identical resume, non-finite loss, semi-supervised feeding."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from stsmooth.training import checkpoint, config, optim, train
-from stsmooth.training.lars import LARS
+from stsmooth.training import checkpoint, config, train
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["progress=false", "model.options.width=8", "byol.projector_hidden=32", "byol.projector_out=16",
@@ -20,22 +18,6 @@ def tiny(out, *extra):
     return config.load(ROOT / "configs/byol_digits.yaml", TINY + [f"out={out}", *extra])
 
 
-def test_learning_rate_warmup_then_cosine():
-    cfg = config.load(overrides=["optim.lr=0.4", "optim.epochs=10", "optim.warmup_epochs=2"]).optim
-    lr_at = optim.lr_schedule(cfg, 5)
-    lr = [lr_at(k) for k in range(50)]
-    assert lr[0] == pytest.approx(0.4 * 0.001)  # 000 §4.1: warm-up from 0.001 x lr
-    assert lr[10] == pytest.approx(0.4)  # end of warm-up
-    assert all(a <= b for a, b in zip(lr[:10], lr[1:11])) and all(a >= b for a, b in zip(lr[10:], lr[11:]))
-    assert lr_at(30) == pytest.approx(0.2)  # half-way through the cosine
-    assert lr_at(50) == pytest.approx(0.0, abs=1e-12)
-    step = config.load(overrides=["optim.schedule=step", "optim.milestones=[6,8]", "optim.warmup_epochs=0",
-                                  "optim.epochs=10"]).optim
-    assert [optim.lr_schedule(step, 5)(k * 5) for k in (5, 6, 8)] == pytest.approx([0.1, 0.01, 0.001])
-    fm = config.load(overrides=["optim.schedule=fixmatch", "optim.warmup_epochs=0", "optim.epochs=4"]).optim
-    assert optim.lr_schedule(fm, 5)(20) == pytest.approx(0.1 * math.cos(7 * math.pi / 16))
-
-
 def test_teacher_schedules_are_functions_of_the_step():
     t = config.load(overrides=["teacher.momentum=0.99", "teacher.momentum_schedule=cosine"]).teacher
     m, p = train.teacher_schedules(t, 10, 100)
@@ -45,19 +27,6 @@ def test_teacher_schedules_are_functions_of_the_step():
                                "teacher.momentum_switch_epochs=2"]).teacher
     m, _ = train.teacher_schedules(t, 10, 100)
     assert (m(19), m(20)) == (0.99, 0.999)
-
-
-def test_lars_trust_ratio():
-    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
-    w.grad = torch.tensor([0.6, 0.8])
-    opt = LARS([w], lr=1.0, momentum=0.0, weight_decay=0.0, eta=0.01)
-    opt.step()
-    # trust = eta * |w| / |g| = 0.01 * 5 / 1; update = lr * trust * g
-    torch.testing.assert_close(w.detach(), torch.tensor([3.0 - 0.05 * 0.6, 4.0 - 0.05 * 0.8]))
-    b = torch.nn.Parameter(torch.tensor([1.0]))
-    b.grad = torch.tensor([2.0])
-    LARS([{"params": [b], "lars": False, "weight_decay": 0.0}], lr=0.1).step()
-    assert b.item() == pytest.approx(0.8)  # plain SGD on excluded parameters
 
 
 def _final_state(out):
