@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from stsmooth.data import DeviceLoader, ImageSet, epoch_order
-from stsmooth.data.loader import order_seed
+from stsmooth.data.imageset import ImageSet
+from stsmooth.data.loader import DeviceLoader, epoch_order, order_seed
 
 
 def _indexed(n=50):

@@ -2,9 +2,13 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.data import ImageSet
-from stsmooth.evaluate import linear_probe, linear_probe_backbone, train_linear
-from stsmooth.evaluate.linear import lr_schedule
+from stsmooth.data.imageset import ImageSet
+from stsmooth.evaluate.linear import (
+    linear_probe,
+    linear_probe_backbone,
+    lr_schedule,
+    train_linear,
+)
 
 
 def test_separable_features_are_classified(clusters):

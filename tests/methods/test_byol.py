@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from stsmooth import Teacher, augment, models
-from stsmooth.data import load
+from stsmooth import augment, models
+from stsmooth.core.teacher import Teacher
+from stsmooth.data.registry import load
 from stsmooth.methods import byol
 from stsmooth.methods.contract import SELF_SUPERVISED
 from stsmooth.training.train import train_step

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stsmooth import Teacher, augment, models
-from stsmooth.data import load
+from stsmooth import augment, models
+from stsmooth.core.teacher import Teacher
+from stsmooth.data.registry import load
 from stsmooth.methods import moco
 from stsmooth.training.train import train_step
 

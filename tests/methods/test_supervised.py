@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsmooth import Teacher
+from stsmooth.core.teacher import Teacher
 from stsmooth.methods import supervised
 
 ROOT = Path(__file__).resolve().parents[2]

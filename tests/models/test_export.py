@@ -6,12 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from stsmooth.models import MLP, build
+from stsmooth.models import build
 from stsmooth.models.export import (
     load_safetensors,
     save_safetensors,
     torchvision_state_dict,
 )
+from stsmooth.models.heads import MLP
 
 
 class Method(nn.Module):
