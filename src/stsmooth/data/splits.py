@@ -41,6 +41,9 @@ def _labels_array(labels) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+UNLABELED = ("rest", "all")  # which images the unlabeled set holds (split_labeled's ``unlabeled``)
+
+
 def split_labeled(labels, per_class: int | None = None, fraction: float | None = None, seed: int = 0,
                   classes: list[str] | None = None, unlabeled: str = "rest") -> tuple[torch.Tensor, torch.Tensor]:
     """Draws a class-balanced labeled subset.
@@ -69,8 +72,8 @@ def split_labeled(labels, per_class: int | None = None, fraction: float | None =
         raise ValueError(f"per_class must be a positive integer; got {per_class!r}")
     if fraction is not None and not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1]; got {fraction!r} (use 0.01 for 1 %)")
-    if unlabeled not in ("rest", "all"):
-        raise ValueError(f"unlabeled={unlabeled!r}; allowed: rest, all")
+    if unlabeled not in UNLABELED:
+        raise ValueError(f"unlabeled={unlabeled!r}; allowed: {', '.join(UNLABELED)}")
     y = _labels_array(labels)
     if y.size and y.min() < -1:
         raise ValueError(f"labels must be >= -1; got {int(y.min())}")

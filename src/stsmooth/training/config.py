@@ -33,6 +33,7 @@ from omegaconf import errors as oc_errors
 
 from stsmooth.core.norm import NORMS
 from stsmooth.core.smoothing import GRANULARITIES
+from stsmooth.data.splits import UNLABELED
 from stsmooth.methods import METHODS, byol, fixmatch, mean_teacher, moco, supervised
 from stsmooth.training import optim
 
@@ -264,7 +265,7 @@ def validate(cfg: RunConfig) -> None:
     d = cfg.data
     if d.labels_per_class is not None and d.label_fraction is not None:
         raise ValueError("set only one of data.labels_per_class and data.label_fraction")
-    _check_choice("data.unlabeled", d.unlabeled, ("all", "rest"))
+    _check_choice("data.unlabeled", d.unlabeled, UNLABELED)
     if cfg.norm_baseline == "shufflebn" and t.norm != "batch":
         raise ValueError(f"norm_baseline=shufflebn needs teacher.norm=batch (ShuffleBN normalises with batch "
                          f"statistics), got teacher.norm={t.norm!r}")
