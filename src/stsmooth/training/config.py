@@ -93,7 +93,7 @@ class TeacherConfig:
     momentum_switch_epochs: float = 0.0  # two_phase: epochs at the first value (004 §3.4 ramp-up)
     preserve_schedule: str = "constant"  # constant|cosine|linear
     preserve_final: float = 0.7  # end value of the p schedule
-    seed: int = 0  # seed of the spatial-ensemble draws (same on all ranks)
+    seed: Optional[int] = None  # seed of the spatial-ensemble draws (same on all ranks); None = the run's seed
 
 
 @dataclass
