@@ -78,6 +78,35 @@ def test_eman_statistics_move_with_gamma_under_sts():
     assert torch.equal(bn_t.running_var == bn_s.running_var, moved)
 
 
+def wn_net(seed=0):
+    """A weight-normed conv with a bias, then a BatchNorm without gamma/beta."""
+    torch.manual_seed(seed)
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 16, 3))
+    return nn.Sequential(conv, nn.BatchNorm2d(16, affine=False), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 5))
+
+
+@pytest.mark.parametrize("gran", GRANS)
+def test_weight_norm_and_affine_free_batchnorm_units(gran):
+    # SE (m=0): a drawn unit copies the student, so "moved" = "equals the student".
+    s = wn_net()
+    t = Teacher(s, momentum=0.0, preserve_prob=0.5, granularity=gran, norm="eman", seed=5)
+    stat_outcomes, conv_outcomes = set(), set()
+    for k in range(6):
+        sgd_step(s, k)  # every parameter and statistic of the student changes
+        t.update(s)
+        ts, ss = t.module.state_dict(), s.state_dict()
+        moved = {n: ts[n] == ss[n] for n in ts if ts[n].is_floating_point()}
+        # the statistics of a BatchNorm without gamma are one unit per channel (or per layer)
+        assert torch.equal(moved["1.running_mean"], moved["1.running_var"])
+        stat_outcomes.update(moved["1.running_mean"].tolist())
+        g, v, b = (moved[f"0.{n}"] for n in ("parametrizations.weight.original0",
+                                             "parametrizations.weight.original1", "bias"))
+        if gran in ("layer", "channel"):  # weight norm's g, v and the bias: one layer, row c one channel
+            assert torch.equal(g.flatten(), b) and torch.equal(v, g.expand_as(v))
+        conv_outcomes.update(b.tolist())
+    assert stat_outcomes == conv_outcomes == {True, False}
+
+
 def test_eman_output_independent_of_batch_companions():
     s = tiny()
     sgd_step(s, 0)

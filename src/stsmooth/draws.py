@@ -6,7 +6,8 @@ seeds a fresh one from (seed, step), so every rank and a resumed run draw the sa
 ============  ===========================================================
 granularity   draw scheme (a unit moves iff its uniform is >= p)
 ============  ===========================================================
-``tensor``    ``torch.rand(n_tensors)``; a buffer reads its gamma's entry
+``tensor``    ``torch.rand(n_tensors)``; a buffer reads its gamma's entry (or, in a
+              BatchNorm without gamma, running_mean's)
 ``layer``     ``torch.rand(n_groups)``
 ``channel``   one ``torch.rand(R)``: the rows of every (group, row count) pair in
               order of first appearance, laid end to end
@@ -56,6 +57,10 @@ class Unit:
 def plan_units(shapes: Sequence[torch.Size], groups: Sequence[int], is_buffer: Sequence[bool]) -> list[Unit]:
     """Decide, once, which tensor's draws each tensor follows.
 
+    A parameter draws for itself. A buffer follows the first parameter of its group with
+    its shape (BatchNorm's gamma), or, when there is none (``affine=False``), the first
+    buffer of its group with its shape (running_mean), paper 003 Eq. 9.
+
     Args:
         shapes: shape of each floating tensor.
         groups: group (module) index of each tensor; tensors of a group are contiguous or not.
@@ -64,13 +69,16 @@ def plan_units(shapes: Sequence[torch.Size], groups: Sequence[int], is_buffer: S
     Returns:
         One :class:`Unit` per tensor.
     """
-    first_param_of_shape: dict[tuple[int, tuple[int, ...]], int] = {}
+    first_param: dict[tuple[int, tuple[int, ...]], int] = {}
+    first_buffer: dict[tuple[int, tuple[int, ...]], int] = {}
     for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
-        if not buf:
-            first_param_of_shape.setdefault((g, tuple(shape)), i)
+        (first_buffer if buf else first_param).setdefault((g, tuple(shape)), i)
     units = []
     for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
-        source = first_param_of_shape.get((g, tuple(shape)), i) if buf else i
+        key = (g, tuple(shape))
+        # BN's statistics follow gamma; without gamma (affine=False) running_var follows
+        # running_mean, so a layer's statistics are still one unit per channel / per layer.
+        source = first_param.get(key, first_buffer[key]) if buf else i
         units.append(Unit(group=g, source=source))
     return units
 

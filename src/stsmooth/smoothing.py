@@ -38,7 +38,11 @@ granularity   one Bernoulli draw per
 A buffer (a BatchNorm running statistic) never draws for itself when its group
 holds a parameter of the same shape: it follows that parameter's draw (BN's
 gamma), so EMAN statistics move exactly when their layer's weights do
-(paper 003 Eq. 9). Non-floating tensors (``num_batches_tracked``) are copied.
+(paper 003 Eq. 9). A BatchNorm without gamma (``affine=False``) is one unit all
+the same: its running_var follows running_mean's draw. The tensors of a
+parametrisation (weight norm's ``parametrizations.weight.original0/1``, i.e. g
+and v) belong to the group of the module they parametrise, with its bias.
+Non-floating tensors (``num_batches_tracked``) are copied.
 
 How the units are drawn, fast, is :mod:`stsmooth.draws`.
 """
@@ -49,6 +53,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+from torch.nn.utils import parametrize
 
 from stsmooth.draws import (
     CHUNK,
@@ -147,7 +152,9 @@ def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[li
     """List a module's floating tensors in smoothing order, with their draw plan.
 
     Groups are modules: each module's own parameters, then (with ``statistics``)
-    its own floating buffers. A tensor shared by two modules is listed once.
+    its own floating buffers. A tensor shared by two modules is listed once. The
+    tensors of a ``torch.nn.utils.parametrize`` parametrisation (weight norm's g and v)
+    join the group of the module they parametrise.
 
     Args:
         module: the network (teacher or student).
@@ -161,9 +168,13 @@ def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[li
     """
     names, tensors, groups, is_buffer, other = [], [], [], [], []
     seen: set[int] = set()
-    group = 0
+    group_of: dict[int, int] = {}  # id(module that owns the tensors) -> group index
+    owner: dict[int, int] = {}  # id(parametrisation submodule) -> id(parametrised module)
     for prefix, mod in module.named_modules(remove_duplicate=False):
-        added = False
+        key = owner.get(id(mod), id(mod))
+        if parametrize.is_parametrized(mod):
+            # named_modules is pre-order: mod comes before its `parametrizations` children
+            owner.update((id(sub), key) for sub in mod.parametrizations.modules())
         own = [(n, t, False) for n, t in mod.named_parameters(recurse=False)]
         own += [(n, t, True) for n, t in mod.named_buffers(recurse=False)]
         for n, t, buf in own:
@@ -176,9 +187,7 @@ def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[li
                 continue
             names.append(full)
             tensors.append(t)
-            groups.append(group)
+            groups.append(group_of.setdefault(key, len(group_of)))
             is_buffer.append(buf)
-            added = True
-        group += added
     units = plan_units([t.shape for t in tensors], groups, is_buffer)
     return names, tensors, units, other
