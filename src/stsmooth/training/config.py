@@ -44,7 +44,8 @@ class DataConfig:
     name: str = "digits"  # digits|mnist|cifar10|cifar100|svhn|stl10|npz|folder
     root: Optional[str] = None  # folder/file of the data set; None = the loader's default
     download: bool = False  # fetch (checksum-verified) when missing
-    image_size: int = 0  # side of the training crops; 0 = the data set's native size
+    image_size: int = 0  # side of the training crops; 0 = the data set's native size (folder: its images' one size)
+    channels: int = 0  # folder only: 1 (grayscale) or 3 (RGB); 0 = 1 when every image is grayscale, else 3
     train_split: str = "train"  # stl10 self-supervised: "unlabeled"
     test_split: str = "test"  # split used for kNN / accuracy evaluation
     labels_per_class: Optional[int] = None  # semi-supervised: e.g. 4 for CIFAR-10@40 (000 Table 6)
@@ -52,7 +53,8 @@ class DataConfig:
     split_seed: int = 0  # seeds 0/1/2 give the three standard label splits (000 §4.5)
     unlabeled: str = "all"  # all: labeled images also feed the unlabeled loss (FixMatch) | rest
     unlabeled_split: Optional[str] = None  # extra unlabeled split: stl10 "unlabeled", svhn "extra"
-    decode_size: int = 0  # folder: decode side before cropping; 0 = image_size * 8 / 7 (256 for 224)
+    decode_size: int = 0  # folder: decode side before cropping; 0 = image_size * 8 / 7 (256 for 224),
+    #                       or the images' own size when image_size comes from the folder
     num_workers: int = 8  # folder data sets only: DataLoader decoding workers
 
 
@@ -258,6 +260,12 @@ def validate(cfg: Any) -> None:
     if d.labels_per_class is not None and d.label_fraction is not None:
         raise ValueError("set only one of data.labels_per_class and data.label_fraction")
     _check_choice("data.unlabeled", d.unlabeled, ("all", "rest"))
+    _check_choice("data.channels", d.channels, (0, 1, 3))
+    if d.channels and d.name != "folder":
+        raise ValueError(f"data.channels={d.channels} applies to data.name=folder only (data.name={d.name!r} "
+                         f"has its own channels); leave it 0")
+    if d.image_size < 0 or d.decode_size < 0:
+        raise ValueError(f"data.image_size={d.image_size} and data.decode_size={d.decode_size} must be >= 0")
     if cfg.norm_baseline == "shufflebn" and t.norm != "batch":
         raise ValueError(f"norm_baseline=shufflebn needs teacher.norm=batch (ShuffleBN normalises with batch "
                          f"statistics), got teacher.norm={t.norm!r}")
