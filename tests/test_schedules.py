@@ -13,9 +13,21 @@ def test_cosine_byol():
     assert f(25) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2)
 
 
+def _release_alphas(alpha: float, updates: int) -> list[float]:
+    """The decays of CuriousAI/mean-teacher pytorch/main.py: global_step is incremented after
+    optimizer.step() and before update_ema_variables, which uses min(1 - 1/(global_step + 1), alpha)."""
+    global_step, out = 0, []
+    for _ in range(updates):
+        global_step += 1
+        out.append(min(1 - 1 / (global_step + 1), alpha))
+    return out
+
+
 def test_mean_teacher_and_two_phase():
     f = schedules.mean_teacher_warmup(0.99)
-    assert [f(0), f(1), f(3)] == [0.0, 0.5, 0.75]
+    # our step k is the 0-based index of the update; the first one keeps half of the teacher
+    assert [f(0), f(1), f(2)] == pytest.approx([1 / 2, 2 / 3, 3 / 4])
+    assert [f(k) for k in range(300)] == pytest.approx(_release_alphas(0.99, 300))
     assert f(1000) == 0.99
     g = schedules.two_phase(0.99, 0.999, switch_step=10)
     assert g(9) == 0.99 and g(10) == 0.999

@@ -41,8 +41,16 @@ def cosine(base: float, final: float = 1.0, total_steps: int = 1) -> Schedule:
 
 
 def mean_teacher_warmup(alpha: float) -> Schedule:
-    """Mean Teacher's EMA decay warm-up min(1 - 1/(k + 1), alpha) (paper 004 §3)."""
-    return lambda step: min(1.0 - 1.0 / (step + 1.0), alpha)
+    """Mean Teacher's EMA decay warm-up: ``alpha_k = min(1 - 1/(k + 2), alpha)`` at update k (0-based).
+
+    The authors' PyTorch release (CuriousAI/mean-teacher ``pytorch/main.py``,
+    ``update_ema_variables``; ``--ema-decay`` is alpha) uses ``min(1 - 1/(global_step + 1), alpha)``
+    with ``global_step`` already incremented for the current update, so its first update
+    (global_step = 1) keeps half of the teacher: 1/2, 2/3, 3/4, ... The teacher is a running
+    mean of the initial weights and every student so far until the decay reaches alpha.
+    Paper 004 does not give this formula (§3.4 states 0.99 during the ramp-up, 0.999 after).
+    """
+    return lambda step: min(1.0 - 1.0 / (step + 2.0), alpha)
 
 
 def two_phase(first: float, second: float, switch_step: int) -> Schedule:
