@@ -194,6 +194,27 @@ def test_plan_units_buffers_follow_gamma():
     assert plan_units([torch.Size([2])], [0], [True])[0].source == 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("gran", ["tensor", "layer", "channel", "neuron"])
+def test_per_tensor_momentum_shares_the_draws(gran, dtype):
+    # One m per tensor: tensor 1 (m=0) follows tensor 0's draws (m=0.5), as copied BN
+    # statistics follow gamma; from 0 towards 1 a drawn entry becomes 0.5 and 1 respectively.
+    t = [torch.zeros(64, dtype=dtype), torch.zeros(64, dtype=dtype)]
+    s = [torch.ones(64, dtype=dtype), torch.ones(64, dtype=dtype)]
+    units = [Unit(0, 0), Unit(0, 0)]
+    smooth_(t, s, [0.5, 0.0], 0.0, gran, units=units)  # p=0: every unit moves
+    assert torch.equal(t[0], torch.full_like(t[0], 0.5)) and torch.equal(t[1], torch.ones_like(t[1]))
+    outcomes = set()
+    for seed in range(4):
+        t = [torch.zeros(64, dtype=dtype), torch.zeros(64, dtype=dtype)]
+        smooth_(t, s, [0.5, 0.0], 0.5, gran, gen(seed), units)
+        assert torch.equal(t[1], 2 * t[0])
+        outcomes.update(t[1].tolist())
+    assert outcomes == {0.0, 1.0}
+    with pytest.raises(ValueError, match="momentum has 1 values but teacher has 2 tensors"):
+        smooth_(t, s, [0.5], 0.5, gran, gen(0), units)
+
+
 def _se_moved(module, granularity, seed):
     """One SE step (m=0, p=0.5) from zeros to ones on ``module``'s tensors; 1 where a unit moved."""
     names, tensors, units, _ = module_tensors(module)

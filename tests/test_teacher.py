@@ -139,6 +139,43 @@ def test_copy_and_own_modes():
 
 
 @pytest.mark.parametrize("gran", GRANS)
+def test_copy_statistics_follow_their_layers_draws(gran):
+    # "copy" is EMAN's Eq. 9 with m=0 for the statistics (003 §5, Table 8 "student PN"), under
+    # the same draws as their layer: a drawn unit's statistics become the student's, a preserved
+    # one's stay; the parameters move exactly as those of an eman teacher with the same seed.
+    s = tiny()
+    copy_t = Teacher(s, momentum=0.5, preserve_prob=0.5, granularity=gran, norm="copy", seed=2)
+    eman_t = Teacher(s, momentum=0.5, preserve_prob=0.5, granularity=gran, norm="eman", seed=2)
+    outcomes = set()
+    for k in range(6):
+        sgd_step(s, k)
+        bn = copy_t.module[1]
+        gamma, mean, var = bn.weight.clone(), bn.running_mean.clone(), bn.running_var.clone()
+        copy_t.update(s)
+        eman_t.update(s)
+        for (n, a), b in zip(copy_t.module.named_parameters(), eman_t.module.parameters()):
+            assert torch.equal(a, b), n
+        moved = bn.weight != gamma  # m=0.5 and a student gamma that differs: moved iff changed
+        assert torch.equal(bn.running_mean, torch.where(moved, s[1].running_mean, mean))
+        assert torch.equal(bn.running_var, torch.where(moved, s[1].running_var, var))
+        outcomes.update(moved.tolist())
+    assert outcomes == {True, False}
+
+
+@pytest.mark.parametrize("norm", ["eman", "batch", "copy", "own"])
+def test_preserve_prob_one_leaves_teacher_unchanged(norm):
+    s = tiny()
+    t = Teacher(s, momentum=0.5, preserve_prob=1.0, norm=norm)
+    before = copy.deepcopy(t.module.state_dict())
+    sgd_step(s, 0)
+    t.update(s)
+    after = t.module.state_dict()
+    for n in before:
+        assert torch.equal(before[n], after[n]), n
+    assert t.step == 1
+
+
+@pytest.mark.parametrize("gran", GRANS)
 def test_resume_bit_identical(gran):
     s1, s2 = tiny(), tiny()
     straight = Teacher(s1, momentum=0.9, preserve_prob=0.7, granularity=gran, seed=11)

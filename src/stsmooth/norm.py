@@ -9,14 +9,16 @@ All teacher-normalisation behaviour lives here, in one table:
             (eval-mode BN)                 draws as their layer
 ``batch``   the batch's statistics         its own batches (standard train-mode BN)    003 Table 1 "BN"
             (train-mode BN)
-``copy``    its running statistics         copied from the student at each update      003 Table 8
-                                                                                        "student PN"
+``copy``    its running statistics         the student's, whenever their layer's       003 Eq. 9, m=0:
+                                           unit is drawn: every update at p=0,         Table 8
+                                           never at p=1                                "student PN"
 ``own``     its running statistics         its own batches, updated after use          003 Table 8
                                                                                         "teacher PN"
 ==========  =============================  ==========================================  ===================
 
-Only ``eman`` smooths the running statistics with the parameters; in the
-other modes :class:`stsmooth.Teacher` smooths parameters only.
+``eman`` and ``copy`` move the running statistics under the draws of their layer
+(``copy`` with m=0, so at p=1 its teacher is unchanged like every other); ``batch``
+and ``own`` leave them to the teacher's own batches and smooth parameters only.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 NORMS = ("eman", "batch", "copy", "own")
 
 #: modes whose running statistics the smoothing rule moves
-SMOOTHS_STATISTICS = {"eman": True, "batch": False, "copy": False, "own": False}
+SMOOTHS_STATISTICS = {"eman": True, "batch": False, "copy": True, "own": False}
+#: modes whose running statistics take the student's value (m=0) when their unit is drawn
+COPIES_STATISTICS = {"eman": False, "batch": False, "copy": True, "own": False}
 #: modes whose teacher BN normalises with running statistics (eval mode)
 USES_RUNNING_STATISTICS = {"eman": True, "batch": False, "copy": True, "own": True}
 

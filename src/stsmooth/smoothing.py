@@ -60,6 +60,7 @@ from stsmooth.draws import (
     DrawPlan,
     Unit,
     cpu_fast_path,
+    lerp_by_rate,
     move_channels,
     move_neurons,
     move_neurons_cpu,
@@ -95,7 +96,7 @@ def check_granularity(granularity: str) -> str:
 def smooth_(
     teacher: Sequence[Tensor],
     student: Sequence[Tensor],
-    momentum: float,
+    momentum: float | Sequence[float],
     preserve_prob: float,
     granularity: str = "tensor",
     generator: torch.Generator | None = None,
@@ -107,7 +108,9 @@ def smooth_(
     Args:
         teacher: the teacher's floating tensors, updated in place.
         student: the student's tensors, same shapes and order.
-        momentum: TMA momentum m in [0, 1]; 0 gives Spatial Ensemble.
+        momentum: TMA momentum m in [0, 1]; 0 gives Spatial Ensemble. Or one m per tensor:
+            a tensor with m=0 takes the student's value whenever its unit is drawn, as
+            ``norm="copy"`` does for BatchNorm statistics (paper 003 Table 8 "student PN").
         preserve_prob: preserving probability p in [0, 1]; 0 gives TMA.
         granularity: ``"tensor"``, ``"layer"``, ``"channel"`` or ``"neuron"``.
         generator: source of the Bernoulli draws (on the tensors' device).
@@ -120,17 +123,21 @@ def smooth_(
         >>> t[0]
         tensor([0.1000, 0.1000, 0.1000])
     """
-    momentum = check_probability("momentum", momentum)
+    if isinstance(momentum, Sequence):
+        if len(momentum) != len(teacher):
+            raise ValueError(f"momentum has {len(momentum)} values but teacher has {len(teacher)} tensors")
+        rates = [1.0 - check_probability("momentum", m) for m in momentum]
+    else:
+        rates = [1.0 - check_probability("momentum", momentum)] * len(teacher)
     preserve_prob = check_probability("preserve_prob", preserve_prob)
     check_granularity(granularity)
     if len(teacher) != len(student):
         raise ValueError(f"teacher has {len(teacher)} tensors but student has {len(student)}")
     if preserve_prob == 1.0 or not teacher:
         return
-    rate = 1.0 - momentum
     if preserve_prob == 0.0:
-        # TMA: every unit moves; no draws, one fused multi-tensor kernel.
-        torch._foreach_lerp_(list(teacher), list(student), rate)
+        # TMA: every unit moves; no draws, one fused multi-tensor kernel per rate.
+        lerp_by_rate(teacher, student, range(len(teacher)), rates)
         return
     if plan is None:
         if units is None:
@@ -139,13 +146,13 @@ def smooth_(
     elif len(plan.shapes) != len(teacher):
         raise ValueError(f"plan is for {len(plan.shapes)} tensors but teacher has {len(teacher)}")
     if granularity in ("tensor", "layer"):
-        move_whole(teacher, student, plan, rate, preserve_prob, granularity, generator)
+        move_whole(teacher, student, plan, rates, preserve_prob, granularity, generator)
     elif granularity == "channel":
-        move_channels(teacher, student, plan, rate, preserve_prob, generator)
+        move_channels(teacher, student, plan, rates, preserve_prob, generator)
     elif teacher[0].device.type == "cpu" and cpu_fast_path(teacher, student):
-        move_neurons_cpu(teacher, student, plan, rate, preserve_prob, generator)
+        move_neurons_cpu(teacher, student, plan, rates, preserve_prob, generator)
     else:
-        move_neurons(teacher, student, plan, rate, preserve_prob, generator)
+        move_neurons(teacher, student, plan, rates, preserve_prob, generator)
 
 
 def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[list[str], list[Tensor], list[Unit], list[str]]:

@@ -116,12 +116,14 @@ class Teacher:
         smooth_stats = norms.SMOOTHS_STATISTICS[self.norm]
         self._names, self._tensors, self._units, other = module_tensors(self.module, statistics=smooth_stats)
         # What is copied rather than smoothed: non-floating buffers (num_batches_tracked) with
-        # eman, and all statistics with copy; batch/own keep the teacher's own.
-        copied = other if self.norm in ("eman", "copy") else []
+        # eman and copy; batch/own keep the teacher's own.
+        copied = other if smooth_stats else []
         buffers = dict(self.module.named_buffers())
         self._copied_names = [n for n in copied if n in buffers]
         self._copied = [buffers[n] for n in self._copied_names]
         self._buffer_index = [i for i, n in enumerate(self._names) if n in buffers]
+        # copy: the statistics move with m=0 under their layer's draws (003 Table 8 "student PN")
+        self._copy_index = self._buffer_index if norms.COPIES_STATISTICS[self.norm] else []
         # batch/own: the teacher collects statistics from its own (rank-local) batches
         own = self.norm in ("batch", "own")
         self._own_stats = [b for b in buffers.values() if b.is_floating_point()] if own else []
@@ -197,9 +199,15 @@ class Teacher:
         if 0.0 < p < 1.0:
             generator = torch.Generator(device=self._tensors[0].device)
             generator.manual_seed(_step_seed(self.seed, self.step))
-        smooth_(self._tensors, source, m, p, self.granularity, generator, plan=self._draw_plan())
-        for t, s in zip(self._copied, copied):
-            t.copy_(s)
+        momenta: float | list[float] = m
+        if self._copy_index:
+            momenta = [m] * len(self._tensors)
+            for i in self._copy_index:
+                momenta[i] = 0.0
+        smooth_(self._tensors, source, momenta, p, self.granularity, generator, plan=self._draw_plan())
+        if p < 1.0:  # p = 1 leaves the teacher unchanged, counters included
+            for t, s in zip(self._copied, copied):
+                t.copy_(s)
         self.step += 1
 
     def _draw_plan(self) -> DrawPlan:
