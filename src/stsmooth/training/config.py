@@ -107,7 +107,7 @@ class OptimConfig:
     momentum: float = 0.9  # 000 §4.1
     weight_decay: float = 1e-4  # 000 §4.1 (FixMatch CIFAR-10 5e-4)
     nesterov: bool = False  # FixMatch: true
-    exclude_bias_bn: bool = False  # no weight decay / LARS scaling on biases and BN (BYOL LARS)
+    exclude_bias_bn: bool = False  # no weight decay / LARS scaling on biases and BN (BYOL; FixMatch releases)
     lars_eta: float = 0.001  # LARS trust coefficient (You et al. 2017)
     schedule: str = "cosine"  # cosine|constant|step|fixmatch (cos(7 pi k / 16 K))
     milestones: List[float] = field(default_factory=list)  # step: epochs where lr *= 0.1
