@@ -108,7 +108,7 @@ def test_two_head_loss_by_hand(cost):
     cons = mt.softmax_mse(P_TEACHER, UNIFORM) if cost == "mse" else mt.softmax_kl(P_TEACHER, UNIFORM)
     dist = (math.log(0.9) ** 2 + math.log(0.1) ** 2) / 2
     w = 4.0 * math.exp(-5 * 0.25)
-    class_loss = 2 * math.log(2) / 6  # uniform class head: 2 labeled CEs over all 2 + 4 images (004's releases)
+    class_loss = 2 * math.log(2) / 6  # uniform class head: 2 labeled CEs over all 2 + 4 images (004)
     assert logs["loss_l"] == pytest.approx(class_loss, rel=1e-6)
     assert logs["loss_c"] == pytest.approx(cons.item(), rel=1e-6)  # consistency head vs teacher
     assert logs["logit_dist"] == pytest.approx(dist, rel=1e-6)
@@ -140,7 +140,8 @@ def test_class_loss_divides_by_the_whole_minibatch():
     x_l = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)
     x_l[0, 0, 0, 0] = 255  # logits (ln 9, 0): softmax (0.9, 0.1)
     x_l[1, 0, 0, 1] = 255  # logits (0, ln 9): softmax (0.1, 0.9)
-    b = {"x_l": x_l, "y_l": torch.tensor([0, 0]), "x_u": torch.zeros(2, 1, 2, 2, dtype=torch.uint8)}  # uniform
+    x_u = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)  # logits (0, 0): uniform
+    b = {"x_l": x_l, "y_l": torch.tensor([0, 0]), "x_u": x_u}
     cfg = mt.Config(consistency_weight=3.0, rampup_steps=0, input_noise=0.0)
     model = mt.MeanTeacher(cfg, student, {"view": ToFloat()})
     loss, logs = model.loss(b, RecordingTeacher(UNIFORM), step=0)
