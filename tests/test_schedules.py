@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 
@@ -53,3 +54,34 @@ def test_build_and_errors():
         schedules.build("exp", 0.9, 10)
     with pytest.raises(ValueError, match="total_steps=0"):
         schedules.cosine(0.9, total_steps=0)
+
+
+@pytest.mark.parametrize("name", ["cosine", "linear", "two_phase"])
+def test_schedule_leaving_zero_warns(name):
+    # m=0 (or p=0) is only held at 0 by the constant schedule: cosine 0 -> 1 smooths (issue 8).
+    with pytest.warns(UserWarning, match=rf"teacher.momentum=0.0 with the '{name}' schedule goes from 0 to 1.0"):
+        f = schedules.build(name, 0.0, 10, final=1.0, switch_step=3, key="teacher.momentum")
+    assert f(0) == 0.0 and f(10) == 1.0
+
+
+@pytest.mark.parametrize(
+    "name,value,final", [("constant", 0.0, 1.0), ("cosine", 0.0, 0.0), ("cosine", 0.99, 1.0),
+                         ("linear", 0.0, 0.0), ("mean_teacher", 0.99, 1.0)],
+)
+def test_schedule_held_or_not_from_zero_is_silent(name, value, final):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        schedules.build(name, value, 10, final=final, key="teacher.momentum")
+
+
+def test_training_names_the_config_key():
+    from stsmooth.training.config import TeacherConfig
+    from stsmooth.training.train import teacher_schedules
+
+    tcfg = TeacherConfig(momentum=0.0, momentum_schedule="cosine", preserve_prob=0.0, preserve_schedule="linear")
+    with pytest.warns(UserWarning) as record:
+        momentum, preserve = teacher_schedules(tcfg, steps_per_epoch=10, total_steps=100)
+    messages = sorted(str(w.message) for w in record)
+    assert messages[0].startswith("teacher.momentum=0.0 with the 'cosine' schedule goes from 0 to 1.0")
+    assert messages[1].startswith("teacher.preserve_prob=0.0 with the 'linear' schedule goes from 0 to 0.7")
+    assert momentum(50) == pytest.approx(0.5) and preserve(50) == pytest.approx(0.35)

@@ -8,6 +8,7 @@ Build one, then call it: ``m = cosine(0.99, total_steps=K)(k)``.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable
 
 Schedule = Callable[[int], float]
@@ -79,8 +80,13 @@ def sigmoid_rampup(total_steps: int) -> Schedule:
 SCHEDULES = ("constant", "cosine", "mean_teacher", "two_phase", "linear")
 
 
-def build(name: str, value: float, total_steps: int, final: float = 1.0, switch_step: int = 0) -> Schedule:
+def build(name: str, value: float, total_steps: int, final: float = 1.0, switch_step: int = 0,
+          key: str = "value") -> Schedule:
     """A schedule by name, as the configs name them.
+
+    ``value=0`` with a schedule that leaves 0 (cosine, linear or two_phase towards a
+    non-zero ``final``) warns once: m=p=0 is "no smoothing" (paper 000 Eq. 3) only while
+    both stay 0, and a cosine from m_0=0 ramps m to ``final``.
 
     Args:
         name: one of ``SCHEDULES``.
@@ -88,7 +94,12 @@ def build(name: str, value: float, total_steps: int, final: float = 1.0, switch_
         total_steps: length of the run in steps (for cosine and linear).
         final: the end value (cosine, linear) or the second phase's value (two_phase).
         switch_step: step of the switch for ``two_phase``.
+        key: the config key of ``value``, named by the warning (e.g. ``"teacher.momentum"``).
     """
+    if value == 0 and final != 0 and name in ("cosine", "linear", "two_phase"):
+        warnings.warn(f"{key}={value!r} with the {name!r} schedule goes from 0 to {final!r}, so it is not "
+                      f"held at 0 (m=p=0 is 'no smoothing' only with the constant schedule)", UserWarning,
+                      stacklevel=2)
     if name == "constant":
         return constant(value)
     if name == "cosine":

@@ -57,8 +57,10 @@ def epoch_seed(seed: int, rank: int, epoch: int) -> int:
 def teacher_schedules(tcfg, steps_per_epoch: int, total_steps: int):
     """(m_k, p_k) schedules of the global step from a ``TeacherConfig``."""
     momentum = schedules.build(tcfg.momentum_schedule, tcfg.momentum, total_steps, final=tcfg.momentum_final,
-                               switch_step=round(tcfg.momentum_switch_epochs * steps_per_epoch))
-    preserve = schedules.build(tcfg.preserve_schedule, tcfg.preserve_prob, total_steps, final=tcfg.preserve_final)
+                               switch_step=round(tcfg.momentum_switch_epochs * steps_per_epoch),
+                               key="teacher.momentum")
+    preserve = schedules.build(tcfg.preserve_schedule, tcfg.preserve_prob, total_steps, final=tcfg.preserve_final,
+                               key="teacher.preserve_prob")
     return momentum, preserve
 
 
