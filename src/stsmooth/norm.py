@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from stsmooth import distributed
+
 NORMS = ("eman", "batch", "copy", "own")
 
 #: modes whose running statistics the smoothing rule moves
@@ -87,32 +89,54 @@ def collect_statistics(module: nn.Module, on: bool) -> None:
         bn._stsmooth_collect = on
 
 
-def shuffle_bn_forward(model: Callable[[Tensor], Tensor], x: Tensor, groups: int = 2, generator: torch.Generator | None = None) -> Tensor:
-    """Forward ``x`` with MoCo's ShuffleBN, single-process form (paper 003 §4, Table 1).
+@torch.no_grad()
+def shuffle_bn_forward(model: Callable[[Tensor], Tensor], x: Tensor, groups: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """Forward ``x`` with MoCo's ShuffleBN (paper 003 §4 and Table 1 "ShuffleBN").
 
-    The batch is permuted, split into ``groups`` sub-batches whose BN statistics are
-    computed separately (train-mode BN), and the outputs are un-permuted, so a
-    sample's key is normalised with statistics of other samples than its query's
-    sub-batch. Under DDP the sub-batches are simply the ranks' local batches after
-    a global shuffle; in one process they are ``groups`` chunks.
+    The global batch (every rank's ``x`` under torchrun, ``x`` alone in one process) is
+    permuted and cut into ``groups`` sub-batches whose BN statistics are computed
+    separately (train-mode BN); the outputs are un-permuted, so a sample's key is
+    normalised with statistics of other images than its query's companions. Under
+    torchrun each rank forwards its share of the sub-batches, so one rank's keys depend
+    on the other ranks' images, as in facebookresearch/moco ``moco/builder.py``
+    (``_batch_shuffle_ddp`` / ``_batch_unshuffle_ddp``: gather, one permutation from
+    rank 0, forward, gather back, un-permute).
 
     Args:
-        model: the (teacher) network, BN in train mode.
-        x: input batch (B, ...), B divisible by ``groups``.
-        groups: number of sub-batches.
-        generator: source of the permutation.
+        model: the (teacher) network, BN in train mode, the same on every rank (a rank's
+            samples are forwarded by other ranks' copies).
+        x: this rank's input batch (B, ...); every rank must have the same B.
+        groups: sub-batches of the global batch of W*B samples (W ranks): a multiple of
+            W, with B divisible by groups/W. Default: W under torchrun (one sub-batch per
+            rank, as MoCo), 2 in one process.
+        generator: source of the permutation; under torchrun rank 0's draw is used.
 
     Returns:
-        Outputs (B, ...) in the original sample order.
+        Outputs (B, ...) of this rank's samples, in their original order. Keys carry no
+        gradient (MoCo: "no gradient to keys"; the gathers are not differentiable).
     """
+    world = distributed.world_size() if distributed.is_distributed() else 1
+    rank = distributed.rank() if world > 1 else 0
+    groups = (world if world > 1 else 2) if groups is None else groups
     b = x.shape[0]
-    if groups < 1 or b % groups:
-        raise ValueError(f"ShuffleBN groups={groups} must be >= 1 and divide the batch size {b}")
-    perm = torch.randperm(b, generator=generator, device="cpu").to(x.device)
-    out = torch.cat([model(chunk) for chunk in x[perm].chunk(groups)])
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(b, device=perm.device)
-    return out[inverse]
+    if groups < 1 or groups % world or b % (groups // world):
+        raise ValueError(
+            f"ShuffleBN groups={groups} must be a positive multiple of the world size {world} "
+            f"whose share groups/{world} divides the batch size {b}"
+        )
+    # Every rank draws (rank 0's draw wins), so all ranks' random streams advance alike.
+    perm = torch.randperm(world * b, generator=generator, device="cpu").to(x.device)
+    if world > 1:
+        sizes = distributed.all_gather_concat(torch.tensor([b], device=x.device))
+        if bool((sizes != b).any()):
+            raise ValueError(f"ShuffleBN needs the same batch size on every rank, got {sizes.tolist()}")
+        x = distributed.all_gather_concat(x)
+        distributed.broadcast_([perm])
+    mine = perm.view(world, b)[rank]
+    out = torch.cat([model(chunk) for chunk in x[mine].chunk(groups // world)])
+    out = distributed.all_gather_concat(out)  # row j is the output of global sample perm[j]
+    inverse = torch.argsort(perm)
+    return out[inverse[rank * b : (rank + 1) * b]]
 
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:

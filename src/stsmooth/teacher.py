@@ -103,6 +103,10 @@ class Teacher:
 
         self.module = copy.deepcopy(unwrap(student))
         self.module.requires_grad_(False)
+        # A student that trained under DDP has rank-local BN statistics, and one not yet
+        # wrapped by DDP may have rank-local weights: every rank starts from rank 0's teacher
+        # (as DDP does for the student), and the updates keep them identical from there.
+        distributed.broadcast_(list(self.module.parameters()) + list(self.module.buffers()))
         norms.set_teacher_mode(self.module, self.norm)
         if self.norm == "own":
             norms.install_own_statistics(self.module)
@@ -184,13 +188,23 @@ class Teacher:
         m = self.momentum if momentum is None else check_probability("momentum", momentum)
         p = self.preserve_prob if preserve_prob is None else check_probability("preserve_prob", preserve_prob)
         source, copied = self._resolve(student)
-        if self.nonfinite != "ignore" and p < 1.0 and not self._finite(source):
-            bad = next(n for n, s in zip(self._names, source) if not bool(torch.isfinite(s).all()))
-            msg = f"student tensor {bad!r} has non-finite values; teacher left unchanged at step {self.step}"
-            if self.nonfinite == "raise":
-                raise ValueError(msg)
-            warnings.warn(msg + " (update skipped)", RuntimeWarning, stacklevel=2)
-            return
+        if self.nonfinite != "ignore" and p < 1.0:
+            # One verdict for all ranks (rank-local BN statistics can be non-finite on one
+            # rank only): a rank that raised or skipped alone would leave the others waiting
+            # in the all-reduce below, and the ranks' step counters, hence draws, would part.
+            finite = self._finite(source)
+            bad_rank = distributed.max_int(0 if finite else distributed.rank() + 1) - 1
+            if bad_rank >= 0:
+                if finite:
+                    msg = f"rank {bad_rank}'s student has non-finite values"
+                else:
+                    bad = next(n for n, s in zip(self._names, source) if not bool(torch.isfinite(s).all()))
+                    msg = f"student tensor {bad!r} has non-finite values"
+                msg += f"; teacher left unchanged at step {self.step}"
+                if self.nonfinite == "raise":
+                    raise ValueError(msg)
+                warnings.warn(msg + " (update skipped)", RuntimeWarning, stacklevel=2)
+                return
         if distributed.is_distributed():
             source, copied = self._reconciled(source, copied)
             # batch/own teachers saw only their rank's batches: agree on their statistics too
