@@ -202,9 +202,16 @@ def test_accepts_compiled_and_wrapped_student():
     compiled = torch.compile(s)
     t = Teacher(compiled, momentum=0.5)
     assert isinstance(t.module, nn.Sequential)
-    sgd_step(s, 0)
-    t.update(compiled)
-    t.update(nn.DataParallel(s))
+    for k, wrapped in enumerate((compiled, nn.DataParallel(s))):
+        before = copy.deepcopy(t.module.state_dict())
+        sgd_step(s, k)
+        t.update(wrapped)
+        # the wrapped student's tensors were found: TMA from them (weights and EMAN statistics)
+        for n, v in t.module.state_dict().items():
+            student = s.state_dict()[n]
+            expect = 0.5 * before[n] + 0.5 * student if v.is_floating_point() else student
+            torch.testing.assert_close(v, expect, rtol=0, atol=1e-7, msg=n)
+    assert t.step == 2
 
 
 @pytest.mark.parametrize(
