@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
 from stsmooth import methods
+from stsmooth.training import loggers
 
 GRANULARITIES = ("tensor", "layer", "channel", "neuron")
 TEACHER_NORMS = ("eman", "batch", "copy", "own")
@@ -152,6 +153,8 @@ class BaseRunConfig:
     device: str = "auto"  # auto|cpu|cuda|cuda:N
     progress: bool = True  # tqdm bar on the main rank
     export: bool = True  # write teacher/student safetensors at the end
+    log: str = "tensorboard"  # experiment logs besides metrics.csv: tensorboard,mlflow,wandb,none (comma-separated)
+    log_project: str = "stsmooth"  # MLflow experiment / W&B project
 
 
 def _make_run_config() -> type:
@@ -245,6 +248,7 @@ def validate(cfg: Any) -> None:
     _check_choice("optim.name", o.name, OPTIMIZERS)
     _check_choice("optim.schedule", o.schedule, LR_SCHEDULES)
     _check_choice("norm_baseline", cfg.norm_baseline, NORM_BASELINES)
+    loggers.parse(cfg.log)
     if o.lr <= 0 or o.batch_size <= 0 or o.epochs <= 0:
         raise ValueError(f"optim.lr={o.lr}, optim.batch_size={o.batch_size}, optim.epochs={o.epochs} must be > 0")
     if o.steps_per_epoch < 0 or o.warmup_epochs < 0:

@@ -261,9 +261,11 @@ def run(cfg) -> dict:
                 state["seconds"] = elapsed_before + time.perf_counter() - start_time
                 ckpt.save(state, folder.checkpoint)
             dist.barrier()
+    except BaseException:
+        folder.close(failed=True)
+        raise
     finally:
         progress.close()
-        folder.close()
     if not final_metrics:  # a resumed run that had already finished
         final_metrics = s.monitor.evaluate(model.student, teacher)
     results = _results(s, final_metrics, init_metrics, elapsed_before + time.perf_counter() - start_time)
@@ -275,6 +277,7 @@ def run(cfg) -> dict:
         if cfg.export:
             export_backbones(model, teacher, folder.root)
         curves.plot(folder.root / "metrics.csv", folder.root / "curves.png", title=f"{cfg.method} {Path(cfg.out).name}")
+    folder.close()  # after curves.png and results.json: the experiment logs keep them as files
     return results
 
 
