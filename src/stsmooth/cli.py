@@ -1,7 +1,7 @@
 """The ``stsmooth`` command.
 
     stsmooth train RECIPE.yaml [key=value ...]       train (torchrun-aware)
-    stsmooth eval PROTOCOL CHECKPOINT [key=value ...] knn | linear | finetune | retrieval | lowshot
+    stsmooth eval PROTOCOL CHECKPOINT [key=value ...] knn | linear | finetune | retrieval | lowshot | corruption
     stsmooth export CHECKPOINT OUT.safetensors [--student]
     stsmooth demo [--seeds 0 1 2] [--out runs/demo]
 
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-PROTOCOLS = ("knn", "linear", "finetune", "retrieval", "lowshot")
+PROTOCOLS = ("knn", "linear", "finetune", "retrieval", "lowshot", "corruption")
 
 
 def resolve_recipe(recipe: str) -> Path:
@@ -97,6 +97,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.protocol not in PROTOCOLS:
         raise ValueError(f"evaluation protocol {args.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if args.protocol == "corruption":  # 15 corruptions x 5 severities; writes its own json/md/png
+        from stsmooth.evaluate.corruption import main as corruption_main
+        return corruption_main(args.checkpoint, args.overrides, args.out)
     state = checkpoint.load(args.checkpoint)
     dotted, options = [], {}
     for item in args.overrides:
