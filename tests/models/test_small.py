@@ -41,8 +41,8 @@ def test_width_option_and_training_step():
     assert m.bn1.num_batches_tracked.item() == 6
 
 
-def test_fmnist_cnn_pools_twice():
-    """fmnist_cnn = digits_cnn with a max-pool after the first layer: 28 -> 14 -> 7 spatially."""
+def test_fmnist_cnn_strided_stem():
+    """fmnist_cnn = digits_cnn with a stride-2 first layer: 28 -> 14 -> 7 spatially."""
     m = build("fmnist_cnn", num_classes=10).eval()
     assert m.num_features == 64
     # conv 1->16 (144) + 16->32 (4608) + 32->64 (18432) + 64->64 1x1 (4096), BN 2x(16+32+64+64), fc 64*10+10
@@ -57,7 +57,7 @@ def test_fmnist_cnn_pools_twice():
     with torch.no_grad():
         d(torch.randn(2, 1, 8, 8))
     assert shapes[-1] == (2, 128, 4, 4)
-    with pytest.raises(ValueError, match="pools=3 is invalid; use 1"):
+    with pytest.raises(ValueError, match="stem_stride=3 is invalid; use 1"):
         from stsmooth.models.small import DigitsCNN
 
-        DigitsCNN(pools=3)
+        DigitsCNN(stem_stride=3)

@@ -10,7 +10,7 @@ Backbones (paper 000 §4.1, paper 004):
 | ``wrn28_8``  | FixMatch's WRN-28-8 (CIFAR-100)          | 512          | num_classes, dropout, in_channels |
 | ``convnet13``| Mean Teacher's 13-layer ConvNet          | 128          | num_classes, dropout, in_channels, weight_norm |
 | ``digits_cnn``| small CNN for 8×8 digits                | 128          | num_classes, in_channels, width |
-| ``fmnist_cnn``| the same with two max-pools, for 28×28  | 64           | num_classes, in_channels, width |
+| ``fmnist_cnn``| the same, stride-2 first layer, 28×28   | 64           | num_classes, in_channels, width |
 
 Every backbone has ``num_features`` and ``forward_features(x) -> (B,
 num_features)``. ``num_classes`` defaults to 0 everywhere: ``fc`` is then
