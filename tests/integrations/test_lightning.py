@@ -86,6 +86,21 @@ def test_skipped_steps_do_not_update():
     assert_same_teacher(callback.teacher, expected)
 
 
+def test_steps_the_amp_scaler_skips_do_not_update():
+    # fp16 autocast on CPU with a grad scaler: batch 2's NaN gradients make the scaler skip optimizer.step()
+    from lightning.pytorch.plugins import MixedPrecision
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    callback = TeacherCallback("student", momentum=MOMENTUM, preserve_prob=PRESERVE, seed=7)
+    snaps = Snapshots()
+    t = trainer(callbacks=[callback, snaps], plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    t.fit(Net(nan_batches=[2]), loader(5))
+    assert t.global_step == 5 and scaler.get_scale() == 0.5  # one skip halved the scale
+    assert callback.teacher.step == 4
+    expected = replay(snaps.students, [(0, 0), (1, 1), (3, 3), (4, 4)], MOMENTUM, PRESERVE, seed=7)
+    assert_same_teacher(callback.teacher, expected)
+
+
 def test_skipped_step_would_be_seen_by_global_step():
     # the reason for the optimiser hook: global_step moves on the skipped batch 2 as well
     steps = []
