@@ -28,7 +28,7 @@ from types import ModuleType
 
 #: Every method the project knows, in display order. A name whose file does
 #: not exist (yet) is skipped, so the config schema only has sections that exist.
-NAMES = ("byol", "moco", "fixmatch", "mean_teacher", "supervised")
+NAMES = ("byol", "moco", "fixmatch", "mean_teacher", "temporal_ensembling", "supervised")
 
 KINDS = ("self_supervised", "semi_supervised")
 
