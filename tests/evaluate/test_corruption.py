@@ -342,6 +342,8 @@ def test_labels_that_do_not_match_the_class_count_name_both(tmp_path):
         Image.new("RGB", (8, 8)).save(tmp_path / "inc" / "fog" / "1" / c / "0.png")
     with pytest.raises(ValueError, match=r"3 class folders\) has 3 classes but the checkpoint's model has 10"):
         imagenet_c_set(tmp_path / "inc", "fog", 1, num_classes=10)
+    with pytest.raises(ValueError, match="the test set has 2 classes but the checkpoint's model has 10"):
+        corruption({"m": _threshold(0)}, _dark_and_bright(), corruptions=["fog"], num_classes=10)
 
 
 # ---------------------------------------------------------------- the evaluation

@@ -61,6 +61,7 @@ __all__ = ["CORRUPTIONS", "SEVERITIES", "check_precomputed", "compare", "corrupt
 
 PROTOCOLS = ("linear", "knn")
 _ELEMENTS_PER_BATCH = 1 << 23  # default batch: ~8M pixel values (10,000 images at 28x28, 55 at 3x224x224)
+_FORWARD = 1024  # images per forward pass of a predictor
 
 
 # ---------------------------------------------------------------- precomputed sets
@@ -177,7 +178,10 @@ class _Tally:
     @torch.no_grad()
     def add(self, cell, images: torch.Tensor, labels: torch.Tensor) -> None:
         for name, predict in self.predictors.items():
-            hit = (predict(images).argmax(dim=1) == labels).sum()
+            # forward passes of at most _FORWARD images: a 10,000-image batch of 28-px pictures is
+            # cheap to corrupt at once, but its activations would not fit in the caches
+            hit = sum((predict(images[i : i + _FORWARD]).argmax(dim=1) == labels[i : i + _FORWARD]).sum()
+                      for i in range(0, len(labels), _FORWARD))
             self.hits[name, cell] = self.hits.get((name, cell), 0) + hit
         self.count[cell] = self.count.get(cell, 0) + len(labels)
 
@@ -210,8 +214,8 @@ def corruption(predictors: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
         table: ``"cifar"`` / ``"imagenet"`` parameters; default by image size
             (:func:`~stsmooth.evaluate.corruption_ops.table_for`).
         frost_images: folder of frost pictures (default: procedural frost).
-        num_classes: the model's class count; precomputed labels must match it.
-        progress: print one line per corruption to stderr.
+        num_classes: the model's class count; the test set's and precomputed labels must match it.
+        progress: print progress lines to stderr.
 
     Returns:
         ``{"clean": {name: top1}, "top1": {name: {corruption: {"1": top1, ..}}},
@@ -223,6 +227,7 @@ def corruption(predictors: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
     severities = [check_severity(s) for s in severities]
     if not predictors:
         raise ValueError("predictors is empty; give at least one name -> network")
+    _check_classes("the test set", getattr(test, "num_classes", None) or num_classes, num_classes)
     device = torch.device("cpu") if device is None else torch.device(device)
     transform = transform if transform is not None else (lambda x: x.float() / 255)
     size = size if size is not None else getattr(transform, "size", None)
@@ -240,8 +245,8 @@ def corruption(predictors: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
                 for s in severities:
                     g = torch.Generator(device=device).manual_seed(_cell_seed(seed, b, c, s))
                     tally.add((c, s), corrupt(clean, c, s, generator=g, table=table, frost_images=frost_images), labels)
-            if progress:
-                print(f"corruption: batch {b + 1}, {tally.count['clean']} of {len(test)} images", file=sys.stderr)
+            if progress and (b + 1) % max(1, math.ceil(len(test) / batch_size) // 10) == 0:
+                print(f"corruption: {tally.count['clean']} of {len(test)} images", file=sys.stderr)
         table = table or table_for(side)
     else:
         for images, labels in _batches(test, batch_size, device):
