@@ -159,6 +159,18 @@ def test_teacher_is_not_a_submodule():
     assert model.teacher.step == 2
 
 
+def test_second_fit_continues_the_teacher_a_new_student_gets_a_new_one():
+    callback = TeacherCallback("student", seed=0)
+    model = Net()
+    trainer(callbacks=[callback]).fit(model, loader(2))
+    first = callback.teacher
+    trainer(callbacks=[callback]).fit(model, loader(3))
+    assert callback.teacher is first and first.step == 5
+    other = Net()
+    trainer(callbacks=[callback]).fit(other, loader(1))
+    assert callback.teacher is not first and callback.teacher.step == 1 and other.teacher is callback.teacher
+
+
 def test_bad_attribute_names_it():
     class NoStudent(Net):
         def __init__(self):
