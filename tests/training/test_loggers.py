@@ -59,6 +59,7 @@ def test_mlflow_sqlite_store(tmp_path, monkeypatch):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # a SQLite store puts its artifacts in ./mlruns
     out = tmp_path / "run"
     # first part: crash after epoch 1 (the run is marked FAILED), then resume to the end
     real_save = checkpoint.save
