@@ -435,6 +435,7 @@ def test_outputs_json_markdown_and_heatmaps(tmp_path):
     record = json.loads(paths["json"].read_text())
     assert record["results"]["top1"]["teacher"]["brightness"] == {"1": 100.0, "5": 50.0}
     assert record["comparison"]["teacher"]["difference"]["brightness"] == {"1": 0.0, "5": 0.0}
+    assert record["comparison"]["teacher"]["mCE"] is None  # contrast: no baseline error, written as null
     md = paths["md"].read_text()
     assert "| corruption | 1 | 5 | mean |" in md and "| brightness | 100.00 | 50.00 | 75.00 |" in md
     assert "| **mean** | 100.00 | 75.00 | 87.50 |" in md

@@ -378,6 +378,15 @@ def _heatmap(ax, values: dict, corruptions, severities, signed: bool):
     return im
 
 
+def _no_nan(value):
+    """NaN (an undefined mCE) as JSON null: strict JSON readers reject NaN."""
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def write_outputs(results: dict, out_dir, comparisons: dict | None = None, baseline: dict | None = None,
                   title: str = "", note: str = "") -> dict[str, Path]:
     """Writes ``corruption.json``, ``corruption.md``, ``corruption.png`` and, with comparisons,
@@ -395,7 +404,7 @@ def write_outputs(results: dict, out_dir, comparisons: dict | None = None, basel
         record["baseline"] = baseline
     if comparisons:
         record["comparison"] = comparisons
-    paths["json"].write_text(json.dumps(record, indent=2) + "\n")
+    paths["json"].write_text(json.dumps(_no_nan(record), indent=2) + "\n")
     paths["md"].write_text(format_markdown(results, comparisons, title, note))
     cs, ss = results["corruptions"], results["severities"]
     names = list(results["top1"])
