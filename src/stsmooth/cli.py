@@ -4,6 +4,7 @@
     stsmooth eval PROTOCOL CHECKPOINT [key=value ...] knn | linear | finetune | retrieval | lowshot | corruption
     stsmooth export CHECKPOINT OUT.safetensors [--student]
     stsmooth demo [--seeds 0 1 2] [--out runs/demo]
+    stsmooth sweep RECIPE --grid KEY=V1,V2 [--grid ...] --seeds 0 1 2 [key=value ...] --out DIR
 
 A recipe is a path or the name of a file in the repository's ``configs/``
 (``stsmooth train byol_digits``).
@@ -153,6 +154,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from stsmooth.training import sweep
+
+    return sweep.main(resolve_recipe(args.recipe), args.rest, resolve=resolve_recipe)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stsmooth", description="Teacher smoothing (TMA, SE, STS, EMAN) for "
                                 "student-teacher learning.")
@@ -177,6 +184,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     d.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     d.set_defaults(func=cmd_demo)
+    w = sub.add_parser("sweep", help="a run per grid point and seed, then sweep.csv, summary.md and a plot "
+                       "(stsmooth sweep RECIPE --help)")
+    w.add_argument("recipe", metavar="RECIPE")
+    w.add_argument("rest", nargs=argparse.REMAINDER, metavar="--grid KEY=V1,V2 --seeds S [key=value] --out DIR")
+    w.set_defaults(func=cmd_sweep)
     return p
 
 
