@@ -5,7 +5,7 @@ PYTHON ?= python3
 
 install:
 	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e ".[test]"
+	$(PYTHON) -m pip install -q -e ".[test]" torch==2.13.0  # the pin keeps the CPU build under the extras
 
 demo: install
 	$(PYTHON) -m stsmooth demo

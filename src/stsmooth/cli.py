@@ -1,9 +1,10 @@
 """The ``stsmooth`` command.
 
     stsmooth train RECIPE.yaml [key=value ...]       train (torchrun-aware)
-    stsmooth eval PROTOCOL CHECKPOINT [key=value ...] knn | linear | finetune | retrieval | lowshot
+    stsmooth eval PROTOCOL CHECKPOINT [key=value ...] knn | linear | finetune | retrieval | lowshot | corruption
     stsmooth export CHECKPOINT OUT.safetensors [--student]
     stsmooth demo [--seeds 0 1 2] [--out runs/demo]
+    stsmooth sweep RECIPE --grid KEY=V1,V2 [--grid ...] --seeds 0 1 2 [key=value ...] --out DIR
 
 A recipe is a path or the name of a file in the repository's ``configs/``
 (``stsmooth train byol_digits``).
@@ -75,6 +76,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from stsmooth.evaluate.runner import format_table
     from stsmooth.training.checkpoint_eval import evaluate_checkpoint, write_metrics
 
+    if args.protocol == "corruption":  # 15 corruptions x 5 severities; writes its own json/md/png
+        from stsmooth.evaluate.corruption import main as corruption_main
+        return corruption_main(args.checkpoint, args.overrides, args.out)
     which, metrics = evaluate_checkpoint(args.protocol, args.checkpoint, args.overrides)
     print(f"{args.protocol} evaluation of the {which} in {args.checkpoint}")
     print(format_table(metrics))
@@ -102,8 +106,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from stsmooth.training import sweep
+
+    return sweep.main(resolve_recipe(args.recipe), args.rest, resolve=resolve_recipe)
+
+
 def parser() -> argparse.ArgumentParser:
-    from stsmooth.evaluate.runner import KINDS as PROTOCOLS
+    from stsmooth.evaluate.runner import KINDS
+
+    protocols = (*KINDS, "corruption")
 
     p = argparse.ArgumentParser(prog="stsmooth", description="Teacher smoothing (TMA, SE, STS, EMAN) for "
                                 "student-teacher learning.")
@@ -112,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("rest", nargs="*", metavar="RECIPE [key=value ...]")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("eval", help="evaluate a checkpoint: stsmooth eval knn CHECKPOINT [key=value ...]")
-    e.add_argument("protocol", metavar="PROTOCOL", help=" | ".join(PROTOCOLS))
+    e.add_argument("protocol", metavar="PROTOCOL", help=" | ".join(protocols))
     e.add_argument("checkpoint", metavar="CHECKPOINT")
     e.add_argument("overrides", nargs="*", metavar="key=value")
     e.add_argument("--out", default=None, help="metrics JSON (default: next to the checkpoint)")
@@ -128,6 +140,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     d.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     d.set_defaults(func=cmd_demo)
+    w = sub.add_parser("sweep", help="a run per grid point and seed, then sweep.csv, summary.md and a plot "
+                       "(stsmooth sweep RECIPE --help)")
+    w.add_argument("recipe", metavar="RECIPE")
+    w.add_argument("rest", nargs=argparse.REMAINDER, metavar="--grid KEY=V1,V2 --seeds S [key=value] --out DIR")
+    w.set_defaults(func=cmd_sweep)
     return p
 
 

@@ -38,14 +38,25 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
+NAMES = module_tensors(Net())[0]
+
+
+def copy_momenta(m):
+    """One m per tensor, as ``norm="copy"`` sets them: BN statistics take m=0 under gamma's draws (003 Table 8)."""
+    return [0.0 if n.startswith("bn.running") else m for n in NAMES]
+
+
 CASES = [(g, dt) for g in ("tensor", "layer", "channel") for dt in (torch.float32, torch.float64, torch.bfloat16)]
 # neuron-wise, float32 on CPU takes the byte draws (below); other dtypes take the torch.rand kernel
 CASES += [("neuron", torch.float64), ("neuron", torch.bfloat16)]
 
 
 @pytest.mark.parametrize("granularity,dtype", CASES)
-@pytest.mark.parametrize("momentum,preserve_prob", [(0.9, 0.3), (0.0, 0.7), (0.99, 0.0), (0.5, 1.0)])
+@pytest.mark.parametrize("momentum,preserve_prob",
+                         [(0.9, 0.3), (0.0, 0.7), (0.99, 0.0), (0.5, 1.0), ("copy", 0.3), ("copy", 0.0)])
 def test_fast_equals_reference_bit_for_bit(granularity, dtype, momentum, preserve_prob):
+    # "copy": one m per tensor (0.9, BN statistics 0), so a follower can take another rate than its source
+    momentum = copy_momenta(0.9) if momentum == "copy" else momentum
     t, s, units = pair(dtype)
     expect = [x.clone() for x in t]
     smooth_reference_(expect, s, momentum, preserve_prob, granularity, gen(11), units)
@@ -60,13 +71,21 @@ def test_fast_equals_reference_bit_for_bit(granularity, dtype, momentum, preserv
 def test_neuron_float32_torch_rand_kernel_equals_reference():
     # The device-agnostic neuron kernel (GPUs, non-float32, non-contiguous) draws what the
     # reference draws; called directly here because CPU float32 takes the byte draws.
+    # With one m per tensor (BN statistics at m=0 follow gamma's draws at m=0.8), as norm="copy".
     t, s, units = pair(torch.float32)
+    momenta = copy_momenta(0.8)
     expect = [x.clone() for x in t]
-    smooth_reference_(expect, s, 0.8, 0.4, "neuron", gen(5), units)
+    smooth_reference_(expect, s, momenta, 0.4, "neuron", gen(5), units)
     got = [x.clone() for x in t]
-    fast.move_neurons(got, s, fast.DrawPlan([x.shape for x in t], units), 1.0 - 0.8, 0.4, gen(5))
+    fast.move_neurons(got, s, fast.DrawPlan([x.shape for x in t], units), [1.0 - m for m in momenta], 0.4, gen(5))
     for a, b in zip(got, expect):
         assert torch.equal(a, b)
+    i = {n: k for k, n in enumerate(NAMES)}
+    moved = expect[i["bn.weight"]] != t[i["bn.weight"]]
+    assert 0 < moved.sum() < moved.numel()  # not vacuous
+    # a drawn statistic is the student's (m=0), a kept one the teacher's, on gamma's draws
+    mean = torch.where(moved, s[i["bn.running_mean"]], t[i["bn.running_mean"]])
+    assert torch.equal(expect[i["bn.running_mean"]], mean)
 
 
 def test_neuron_float32_byte_draws_follow_the_rule():
@@ -91,18 +110,18 @@ def test_neuron_float32_byte_draws_follow_the_rule():
     assert 0.4 < share < 0.8  # 1 - p = 0.6 over ~300 units
 
 
-def rederive_neuron(teacher, student, m, p, seed):
+def rederive_neuron(teacher, student, momenta, p, seed):
     """Eq. 3 neuron-wise with the CPU draws: unit u moves iff its 64-bit uniform U >= p * 2**64.
 
     U's top byte is one byte of the `bits` stream (each tensor takes whole 64-bit words);
     its low 56 bits come from the `ties` stream, read only where the top byte alone cannot
-    decide (it equals the threshold's top byte), in order.
+    decide (it equals the threshold's top byte), in order. ``momenta``: one m per tensor.
     """
     seeds = torch.empty(2, dtype=torch.int64).random_(-(2**63), None, generator=gen(seed)).tolist()
     bits, ties = np.random.SFC64(seeds[0] % 2**64), np.random.SFC64(seeds[1] % 2**64)
     threshold = int(p * 2**64)
     out = []
-    for t, s in zip(teacher, student):
+    for t, s, m in zip(teacher, student, momenta):
         top = bits.random_raw((t.numel() + 7) // 8).view(np.uint8)
         u = [int(b) << 56 for b in top]
         for k in np.flatnonzero(top == threshold >> 56):
@@ -116,11 +135,13 @@ def test_neuron_matches_rederivation():
     torch.manual_seed(1)
     teacher = [torch.randn(6, 5), torch.randn(6), torch.randn(40, 50)]  # 2000 units: some ties
     student = [torch.randn_like(x) for x in teacher]
-    expect = rederive_neuron(teacher, student, 0.8, 0.3, seed=7)
-    got = [x.clone() for x in teacher]
-    smooth_(got, student, 0.8, 0.3, "neuron", gen(7))
-    for a, b in zip(got, expect):
-        assert torch.equal(a, b)
+    for momentum in (0.8, [0.8, 0.0, 0.5]):  # one m, or one per tensor
+        momenta = momentum if isinstance(momentum, list) else [momentum] * 3
+        expect = rederive_neuron(teacher, student, momenta, 0.3, seed=7)
+        got = [x.clone() for x in teacher]
+        smooth_(got, student, momentum, 0.3, "neuron", gen(7))
+        for a, b in zip(got, expect):
+            assert torch.equal(a, b)
 
 
 def test_neuron_draws_do_not_depend_on_chunking():

@@ -38,11 +38,14 @@ def test_modes_are_the_readme_table():
 
 
 def test_what_each_mode_makes_the_teacher_do():
-    # (smooths its statistics, copies unsmoothed buffers from the student, folds its own batches in
-    # after an eval-mode forward): 003 Eq. 9 for eman; Table 8's PN variants; train-mode BN for batch
-    expect = {"eman": (True, True, False), "batch": (False, False, False),
-              "copy": (False, True, False), "own": (False, False, True)}
-    got = {n: (m.smooths_statistics, m.copies_from_student, m.folds_in_after_use) for n, m in BN_MODES.items()}
+    # (moves its statistics under their layer's draws, with m=0 there, copies unsmoothed buffers
+    # (num_batches_tracked) from the student, folds its own batches in after an eval-mode forward):
+    # 003 Eq. 9 for eman; Eq. 9 with m=0 for copy (Table 8 "student PN"), "teacher PN" for own;
+    # train-mode BN for batch
+    expect = {"eman": (True, False, True, False), "batch": (False, False, False, False),
+              "copy": (True, True, True, False), "own": (False, False, False, True)}
+    got = {n: (m.smooths_statistics, m.copies_statistics, m.copies_from_student, m.folds_in_after_use)
+           for n, m in BN_MODES.items()}
     assert got == expect
     assert [n for n, m in BN_MODES.items() if m.normalises_with is NormalisesWith.BATCH] == ["batch"]
     assert [n for n, m in BN_MODES.items() if m.statistics_from is StatisticsFrom.OWN_BATCHES] == ["batch", "own"]
@@ -97,5 +100,6 @@ def test_shuffle_bn_normalises_each_sample_within_its_shuffled_sub_batch():
         d = (a - b).abs() / 2
         expect[half, 0] = torch.stack([a - b, b - a]) / 2 / (d**2 + bn.eps) ** 0.5
     torch.testing.assert_close(out, expect)
-    with pytest.raises(ValueError, match="groups=3 must be >= 1 and divide the batch size 4"):
+    with pytest.raises(ValueError, match=r"groups=3 must be a positive multiple of the world size 1 whose share "
+                                         r"groups/1 divides the batch size 4"):
         shuffle_bn_forward(bn, x, groups=3)

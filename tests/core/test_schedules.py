@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 
@@ -13,9 +14,21 @@ def test_cosine_byol():
     assert f(25) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2)
 
 
+def _release_alphas(alpha: float, updates: int) -> list[float]:
+    """The decays of CuriousAI/mean-teacher pytorch/main.py: global_step is incremented after
+    optimizer.step() and before update_ema_variables, which uses min(1 - 1/(global_step + 1), alpha)."""
+    global_step, out = 0, []
+    for _ in range(updates):
+        global_step += 1
+        out.append(min(1 - 1 / (global_step + 1), alpha))
+    return out
+
+
 def test_mean_teacher_and_two_phase():
     f = schedules.mean_teacher_warmup(0.99)
-    assert [f(0), f(1), f(3)] == [0.0, 0.5, 0.75]
+    # our step k is the 0-based index of the update; the first one keeps half of the teacher
+    assert [f(0), f(1), f(2)] == pytest.approx([1 / 2, 2 / 3, 3 / 4])
+    assert [f(k) for k in range(300)] == pytest.approx(_release_alphas(0.99, 300))
     assert f(1000) == 0.99
     g = schedules.two_phase(0.99, 0.999, switch_step=10)
     assert g(9) == 0.99 and g(10) == 0.999
@@ -59,3 +72,34 @@ def test_learning_rate_schedules_by_hand():
     assert schedules.build("step", 30.0, 100, milestones=[60, 80])(80) == pytest.approx(0.3)
     # a warm-up as long as the run: the cosine has one step left and is never reached
     assert schedules.build("cosine", 0.1, 5, final=0.0, warmup_steps=5, warmup_factor=0.0)(4) == pytest.approx(0.08)
+
+
+@pytest.mark.parametrize("name", ["cosine", "linear", "two_phase"])
+def test_schedule_leaving_zero_warns(name):
+    # m=0 (or p=0) is only held at 0 by the constant schedule: cosine 0 -> 1 smooths (issue 8).
+    with pytest.warns(UserWarning, match=rf"teacher.momentum=0.0 with the '{name}' schedule goes from 0 to 1.0"):
+        f = schedules.build(name, 0.0, 10, final=1.0, switch_step=3, key="teacher.momentum")
+    assert f(0) == 0.0 and f(10) == 1.0
+
+
+@pytest.mark.parametrize(
+    "name,value,final", [("constant", 0.0, 1.0), ("cosine", 0.0, 0.0), ("cosine", 0.99, 1.0),
+                         ("linear", 0.0, 0.0), ("mean_teacher", 0.99, 1.0)],
+)
+def test_schedule_held_or_not_from_zero_is_silent(name, value, final):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        schedules.build(name, value, 10, final=final, key="teacher.momentum")
+
+
+def test_training_names_the_config_key():
+    from stsmooth.training.config import TeacherConfig
+    from stsmooth.training.train import teacher_schedules
+
+    tcfg = TeacherConfig(momentum=0.0, momentum_schedule="cosine", preserve_prob=0.0, preserve_schedule="linear")
+    with pytest.warns(UserWarning) as record:
+        momentum, preserve = teacher_schedules(tcfg, steps_per_epoch=10, total_steps=100)
+    messages = sorted(str(w.message) for w in record)
+    assert messages[0].startswith("teacher.momentum=0.0 with the 'cosine' schedule goes from 0 to 1.0")
+    assert messages[1].startswith("teacher.preserve_prob=0.0 with the 'linear' schedule goes from 0 to 0.7")
+    assert momentum(50) == pytest.approx(0.5) and preserve(50) == pytest.approx(0.35)

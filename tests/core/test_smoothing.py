@@ -160,6 +160,80 @@ def test_plan_units_buffers_follow_gamma():
     assert plan_units([torch.Size([2])], [0], [True])[0].source == 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("gran", ["tensor", "layer", "channel", "neuron"])
+def test_per_tensor_momentum_shares_the_draws(gran, dtype):
+    # One m per tensor: tensor 1 (m=0) follows tensor 0's draws (m=0.5), as copied BN
+    # statistics follow gamma; from 0 towards 1 a drawn entry becomes 0.5 and 1 respectively.
+    t = [torch.zeros(64, dtype=dtype), torch.zeros(64, dtype=dtype)]
+    s = [torch.ones(64, dtype=dtype), torch.ones(64, dtype=dtype)]
+    units = [Unit(0, 0), Unit(0, 0)]
+    smooth_(t, s, [0.5, 0.0], 0.0, gran, units=units)  # p=0: every unit moves
+    assert torch.equal(t[0], torch.full_like(t[0], 0.5)) and torch.equal(t[1], torch.ones_like(t[1]))
+    outcomes = set()
+    for seed in range(4):
+        t = [torch.zeros(64, dtype=dtype), torch.zeros(64, dtype=dtype)]
+        smooth_(t, s, [0.5, 0.0], 0.5, gran, gen(seed), units)
+        assert torch.equal(t[1], 2 * t[0])
+        outcomes.update(t[1].tolist())
+    assert outcomes == {0.0, 1.0}
+    with pytest.raises(ValueError, match="momentum has 1 values but teacher has 2 tensors"):
+        smooth_(t, s, [0.5], 0.5, gran, gen(0), units)
+
+
+def _se_moved(module, granularity, seed):
+    """One SE step (m=0, p=0.5) from zeros to ones on ``module``'s tensors; 1 where a unit moved."""
+    names, tensors, units, _ = module_tensors(module)
+    t = [torch.zeros_like(x) for x in tensors]
+    smooth_(t, [torch.ones_like(x) for x in tensors], 0.0, 0.5, granularity, gen(seed), units)
+    return dict(zip(names, t))
+
+
+@pytest.mark.parametrize("gran", ["tensor", "layer", "channel", "neuron"])
+def test_batchnorm_without_affine_moves_as_one_unit(gran):
+    # No gamma to follow: running_var follows running_mean's draw, so the statistics of a
+    # channel (neuron, channel) or of the layer (tensor, layer) move together (paper 003 Eq. 9).
+    bn = nn.BatchNorm1d(64, affine=False)
+    outcomes = set()
+    for seed in range(8):
+        moved = _se_moved(bn, gran, seed)
+        assert torch.equal(moved["running_mean"], moved["running_var"])
+        outcomes.update(moved["running_mean"].tolist())
+    assert outcomes == {0.0, 1.0}
+    assert [u.source for u in module_tensors(bn)[2]] == [0, 0]
+
+
+def test_weight_norm_is_one_layer_unit():
+    # parametrizations.weight_norm moves g and v into a child module; they still belong to the
+    # layer whose weight they parametrise, with its bias.
+    lin = nn.utils.parametrizations.weight_norm(nn.Linear(3, 16))
+    names, _, units, _ = module_tensors(lin)
+    assert names == ["bias", "parametrizations.weight.original0", "parametrizations.weight.original1"]
+    layer_outcomes = set()
+    for seed in range(8):
+        moved = _se_moved(lin, "layer", seed)
+        assert len({float(x.unique()) for x in moved.values()}) == 1  # all or nothing
+        layer_outcomes.add(float(moved["bias"][0]))
+        # channel c: bias[c], row c of g (16, 1) and of v (16, 3) share one draw
+        ch = _se_moved(lin, "channel", seed)
+        g, v = ch["parametrizations.weight.original0"], ch["parametrizations.weight.original1"]
+        assert torch.equal(g[:, 0], ch["bias"]) and torch.equal(v, g.expand_as(v))
+        assert 0 < ch["bias"].sum() < 16
+    assert layer_outcomes == {0.0, 1.0}
+    assert len({u.group for u in units}) == 1
+
+
+def test_convnet13_weight_norm_groups():
+    from stsmooth.models.convnet13 import convnet13
+
+    names, _, units, _ = module_tensors(convnet13(num_classes=10, weight_norm=True))
+    group = dict(zip(names, (u.group for u in units)))
+    fc = {group["fc.bias"], group["fc.parametrizations.weight.original0"], group["fc.parametrizations.weight.original1"]}
+    assert len(fc) == 1
+    assert group["conv1a.parametrizations.weight.original0"] == group["conv1a.parametrizations.weight.original1"]
+    assert len(set(group.values())) == 9 + 9 + 1  # 9 convs, 9 BatchNorms, fc
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [

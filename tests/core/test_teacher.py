@@ -78,6 +78,35 @@ def test_eman_statistics_move_with_gamma_under_sts():
     assert torch.equal(bn_t.running_var == bn_s.running_var, moved)
 
 
+def wn_net(seed=0):
+    """A weight-normed conv with a bias, then a BatchNorm without gamma/beta."""
+    torch.manual_seed(seed)
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 16, 3))
+    return nn.Sequential(conv, nn.BatchNorm2d(16, affine=False), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 5))
+
+
+@pytest.mark.parametrize("gran", GRANS)
+def test_weight_norm_and_affine_free_batchnorm_units(gran):
+    # SE (m=0): a drawn unit copies the student, so "moved" = "equals the student".
+    s = wn_net()
+    t = Teacher(s, momentum=0.0, preserve_prob=0.5, granularity=gran, norm="eman", seed=5)
+    stat_outcomes, conv_outcomes = set(), set()
+    for k in range(6):
+        sgd_step(s, k)  # every parameter and statistic of the student changes
+        t.update(s)
+        ts, ss = t.module.state_dict(), s.state_dict()
+        moved = {n: ts[n] == ss[n] for n in ts if ts[n].is_floating_point()}
+        # the statistics of a BatchNorm without gamma are one unit per channel (or per layer)
+        assert torch.equal(moved["1.running_mean"], moved["1.running_var"])
+        stat_outcomes.update(moved["1.running_mean"].tolist())
+        g, v, b = (moved[f"0.{n}"] for n in ("parametrizations.weight.original0",
+                                             "parametrizations.weight.original1", "bias"))
+        if gran in ("layer", "channel"):  # weight norm's g, v and the bias: one layer, row c one channel
+            assert torch.equal(g.flatten(), b) and torch.equal(v, g.expand_as(v))
+        conv_outcomes.update(b.tolist())
+    assert stat_outcomes == conv_outcomes == {True, False}
+
+
 def test_eman_output_independent_of_batch_companions():
     s = tiny()
     sgd_step(s, 0)
@@ -110,6 +139,43 @@ def test_copy_and_own_modes():
 
 
 @pytest.mark.parametrize("gran", GRANS)
+def test_copy_statistics_follow_their_layers_draws(gran):
+    # "copy" is EMAN's Eq. 9 with m=0 for the statistics (003 §5, Table 8 "student PN"), under
+    # the same draws as their layer: a drawn unit's statistics become the student's, a preserved
+    # one's stay; the parameters move exactly as those of an eman teacher with the same seed.
+    s = tiny()
+    copy_t = Teacher(s, momentum=0.5, preserve_prob=0.5, granularity=gran, norm="copy", seed=2)
+    eman_t = Teacher(s, momentum=0.5, preserve_prob=0.5, granularity=gran, norm="eman", seed=2)
+    outcomes = set()
+    for k in range(6):
+        sgd_step(s, k)
+        bn = copy_t.module[1]
+        gamma, mean, var = bn.weight.clone(), bn.running_mean.clone(), bn.running_var.clone()
+        copy_t.update(s)
+        eman_t.update(s)
+        for (n, a), b in zip(copy_t.module.named_parameters(), eman_t.module.parameters()):
+            assert torch.equal(a, b), n
+        moved = bn.weight != gamma  # m=0.5 and a student gamma that differs: moved iff changed
+        assert torch.equal(bn.running_mean, torch.where(moved, s[1].running_mean, mean))
+        assert torch.equal(bn.running_var, torch.where(moved, s[1].running_var, var))
+        outcomes.update(moved.tolist())
+    assert outcomes == {True, False}
+
+
+@pytest.mark.parametrize("norm", ["eman", "batch", "copy", "own"])
+def test_preserve_prob_one_leaves_teacher_unchanged(norm):
+    s = tiny()
+    t = Teacher(s, momentum=0.5, preserve_prob=1.0, norm=norm)
+    before = copy.deepcopy(t.module.state_dict())
+    sgd_step(s, 0)
+    t.update(s)
+    after = t.module.state_dict()
+    for n in before:
+        assert torch.equal(before[n], after[n]), n
+    assert t.step == 1
+
+
+@pytest.mark.parametrize("gran", GRANS)
 def test_resume_bit_identical(gran):
     s1, s2 = tiny(), tiny()
     straight = Teacher(s1, momentum=0.9, preserve_prob=0.7, granularity=gran, seed=11)
@@ -136,9 +202,16 @@ def test_accepts_compiled_and_wrapped_student():
     compiled = torch.compile(s)
     t = Teacher(compiled, momentum=0.5)
     assert isinstance(t.module, nn.Sequential)
-    sgd_step(s, 0)
-    t.update(compiled)
-    t.update(nn.DataParallel(s))
+    for k, wrapped in enumerate((compiled, nn.DataParallel(s))):
+        before = copy.deepcopy(t.module.state_dict())
+        sgd_step(s, k)
+        t.update(wrapped)
+        # the wrapped student's tensors were found: TMA from them (weights and EMAN statistics)
+        for n, v in t.module.state_dict().items():
+            student = s.state_dict()[n]
+            expect = 0.5 * before[n] + 0.5 * student if v.is_floating_point() else student
+            torch.testing.assert_close(v, expect, rtol=0, atol=1e-7, msg=n)
+    assert t.step == 2
 
 
 @pytest.mark.parametrize(

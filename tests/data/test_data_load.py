@@ -4,7 +4,7 @@ from stsmooth.data.registry import default_root, load, names, split_names
 
 
 def test_names_and_splits():
-    assert names() == ["cifar10", "cifar100", "digits", "folder", "mnist", "npz", "stl10", "svhn"]
+    assert names() == ["cifar10", "cifar100", "digits", "fashion_mnist", "folder", "mnist", "npz", "stl10", "svhn"]
     assert split_names("svhn") == ("train", "test", "extra") and split_names("stl10") == ("train", "test", "unlabeled")
     assert split_names("folder") is None
 

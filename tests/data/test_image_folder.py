@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stsmooth.data.folder import FolderLoader, FolderSet
+from stsmooth.data.folder import FolderLoader, FolderSet, probe
 from stsmooth.data.registry import load
 
 
@@ -109,3 +109,24 @@ def test_errors(folder, tmp_path):
         FolderSet(root, split="val", size=-3)
     with pytest.raises(ValueError, match="gives no batch"):
         FolderLoader(root, batch_size=10, split="val", size=4, num_workers=0)
+
+
+def test_probe_reads_headers_and_stops_when_the_answer_is_known(folder, tmp_path):
+    root, _ = folder
+    train = FolderSet(root, split="train")
+    paths = [p for p, _ in train.samples]
+    big = next(p for p in paths if p.endswith("big.JPG"))
+    assert probe(paths) == ({(10, 12): paths[0], (30, 20): big}, False)  # (width, height): first file
+    flat = tmp_path / "gray"
+    _png(flat / "a" / "0.png", np.zeros((5, 7), np.uint8))
+    _png(flat / "a" / "1.png", np.zeros((5, 7), np.uint8))
+    gray_paths = [p for p, _ in FolderSet(flat).samples]
+    assert probe(gray_paths) == ({(7, 5): gray_paths[0]}, True)
+    # A colour image answers the channel question: nothing after it is opened (the broken file is not read).
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    assert probe([paths[0], str(broken)], sizes=False) == ({}, False)
+    with pytest.raises(ValueError, match="cannot read image .*broken.png"):
+        probe([paths[0], str(broken)])
+    # max_sizes distinct sizes end the size scan of a colour folder
+    assert len(probe([paths[0], big, str(broken)], max_sizes=2)[0]) == 2

@@ -105,9 +105,36 @@ def test_no_smoothing_and_asymmetric_loss():
 
 
 def test_shuffle_bn_teacher_runs():
+    # ShuffleBN in one process (003 Table 1 baseline; MoCo's shuffle): the teacher forwards the
+    # batch as 2 shuffled sub-batches in train-mode BN, and a sample's key is the teacher's output
+    # for it within its sub-batch, returned in the original order.
     model = _model()
     model.shuffle_bn = True
     teacher = Teacher(model.student, momentum=0.9, preserve_prob=0.5, norm="batch", seed=0)
+    seen = []
+    hook = teacher.module.register_forward_hook(lambda mod, inputs, out: seen.append(inputs[0].clone()))
+    torch.manual_seed(0)
+    x = model.augment["view2"](load("digits").images[:16])
+    index = {tuple(r.flatten().tolist()): i for i, r in enumerate(x)}
+    assert len(index) == 16  # distinct images: a forwarded row names its sample
+    keys = model._target(teacher, x)
+    assert [len(c) for c in seen] == [8, 8]
+    where = [[index[tuple(r.flatten().tolist())] for r in c] for c in seen]
+    assert sorted(where[0] + where[1]) == list(range(16))  # every sample forwarded once
+    assert sorted(where[0]) != list(range(8))  # shuffled, not the two halves
+    hook.remove()
+    reference = torch.empty_like(keys)
+    with torch.no_grad():  # each sub-batch normalised with its own statistics, put back in order
+        for c, idx in zip(seen, where):
+            reference[idx] = teacher.module(c)
+    torch.testing.assert_close(keys, reference, rtol=0, atol=1e-6)
+    assert not torch.allclose(keys, teacher.module(x), atol=1e-3)  # whole-batch statistics differ
+
+    # the training step's targets go through it: only sub-batches of 8 reach the teacher
+    seen.clear()
+    hook = teacher.module.register_forward_hook(lambda mod, inputs, out: seen.append(inputs[0].clone()))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     loss, _ = train_step(model, teacher, opt, {"x": load("digits").images[:16]}, 0, 0.9, 0.5)
+    hook.remove()
     assert torch.isfinite(loss)
+    assert [len(c) for c in seen] == [8, 8, 8, 8]  # symmetric BYOL: two target views

@@ -12,7 +12,7 @@ from stsmooth.training import config
 
 
 def test_every_method_keeps_the_contract():
-    assert list(METHODS) == ["byol", "moco", "fixmatch", "mean_teacher", "supervised"]
+    assert list(METHODS) == ["byol", "moco", "fixmatch", "mean_teacher", "temporal_ensembling", "supervised"]
     for name, method in METHODS.items():
         assert method.__name__ == f"stsmooth.methods.{name}"
         assert method.kind in (SELF_SUPERVISED, SEMI_SUPERVISED), name

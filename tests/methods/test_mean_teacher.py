@@ -108,11 +108,52 @@ def test_two_head_loss_by_hand(cost):
     cons = mt.softmax_mse(P_TEACHER, UNIFORM) if cost == "mse" else mt.softmax_kl(P_TEACHER, UNIFORM)
     dist = (math.log(0.9) ** 2 + math.log(0.1) ** 2) / 2
     w = 4.0 * math.exp(-5 * 0.25)
-    assert logs["loss_l"] == pytest.approx(math.log(2), rel=1e-6)  # class head is uniform
+    class_loss = 2 * math.log(2) / 6  # uniform class head: 2 labeled CEs over all 2 + 4 images (004)
+    assert logs["loss_l"] == pytest.approx(class_loss, rel=1e-6)
     assert logs["loss_c"] == pytest.approx(cons.item(), rel=1e-6)  # consistency head vs teacher
     assert logs["logit_dist"] == pytest.approx(dist, rel=1e-6)
-    assert loss.item() == pytest.approx(math.log(2) + w * cons.item() + 0.5 * dist, rel=1e-5)
+    assert loss.item() == pytest.approx(class_loss + w * cons.item() + 0.5 * dist, rel=1e-5)
     assert teacher.calls == 1
+
+
+class FirstTwoPixels(nn.Module):
+    """Features = the first two pixels in [0, 1]: each image gets its own logits."""
+
+    num_features = 2
+
+    def forward(self, x):
+        return x.flatten(1)[:, :2]
+
+
+def test_class_loss_divides_by_the_whole_minibatch():
+    """004's releases: sum of the labeled cross-entropies / (labeled + unlabeled) images.
+
+    PyTorch ``main.py``: ``CrossEntropyLoss(size_average=False, ignore_index=NO_LABEL)(...) /
+    minibatch_size``; TensorFlow ``classification_costs``: "mean over all examples, not just
+    labeled". Logits differ per image, so the labeled mean, the minibatch mean and a
+    cross-entropy that also counted the unlabeled images all give different numbers.
+    """
+    student = Classifier(FirstTwoPixels(), 2)
+    with torch.no_grad():
+        student.fc.weight.copy_(math.log(9) * torch.eye(2))
+        student.fc.bias.zero_()
+    x_l = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)
+    x_l[0, 0, 0, 0] = 255  # logits (ln 9, 0): softmax (0.9, 0.1)
+    x_l[1, 0, 0, 1] = 255  # logits (0, ln 9): softmax (0.1, 0.9)
+    x_u = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)  # logits (0, 0): uniform
+    b = {"x_l": x_l, "y_l": torch.tensor([0, 0]), "x_u": x_u}
+    cfg = mt.Config(consistency_weight=3.0, rampup_steps=0, input_noise=0.0)
+    model = mt.MeanTeacher(cfg, student, {"view": ToFloat()})
+    loss, logs = model.loss(b, RecordingTeacher(UNIFORM), step=0)
+    class_loss = (-math.log(0.9) - math.log(0.1)) / 4  # 2 labeled CEs over 4 images, not over 2
+    # softmax_mse_loss: sum_{n,k} (p_s - p_t)^2 / K / N = (2 labeled x 2 classes x 0.4^2) / 2 / 4
+    cons = 4 * 0.4**2 / 2 / 4
+    assert logs["loss_l"] == pytest.approx(class_loss, rel=1e-6)
+    assert logs["loss_c"] == pytest.approx(cons, rel=1e-6)
+    assert loss.item() == pytest.approx(class_loss + 3.0 * cons, rel=1e-6)
+    # Without unlabeled images the minibatch is the labeled batch: the plain mean.
+    loss, logs = model.loss({**b, "x_u": b["x_u"][:0]}, RecordingTeacher(UNIFORM), step=0)
+    assert logs["loss_l"] == pytest.approx((-math.log(0.9) - math.log(0.1)) / 2, rel=1e-6)
 
 
 def test_consistency_covers_labeled_and_unlabeled_images():

@@ -70,13 +70,24 @@ def test_one_training_step_updates_student_teacher_and_queue():
 
 
 def test_spatial_ensemble_replaces_whole_layers():
+    # SE (m=0, p=0.5, layer-wise; 000 Eq. 2): each layer (module) of the teacher, its weights
+    # and EMAN statistics together, is either kept or replaced by the student's, and with this
+    # seed some layers are replaced and some kept.
     model = _model(moco.Config(queue_size=64, projector_hidden=32, projector_out=8, symmetric=True))
     teacher = Teacher(model.student, momentum=0.0, preserve_prob=0.5, granularity="layer", seed=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    t0 = [p.detach().clone() for p in teacher.module.parameters()]
+    before = {n: t.clone() for n, t in teacher.module.state_dict().items()}
     train_step(model, teacher, opt, {"x": load("digits").images[:16]}, 0, 0.0, 0.5)
-    for a, b, s in zip(t0, teacher.module.parameters(), model.student.parameters()):
-        assert torch.equal(b, a) or torch.equal(b, s)  # SE: each unit is kept or copied
+    after, student = teacher.module.state_dict(), model.student.state_dict()
+    fate: dict[str, set[bool]] = {}  # layer -> {replaced?} over its tensors
+    for name, old in before.items():
+        if not old.is_floating_point() or torch.equal(old, student[name]):
+            continue  # counters are copied; a tensor the step left alone cannot tell
+        kept, replaced = torch.equal(after[name], old), torch.equal(after[name], student[name])
+        assert kept != replaced, name  # kept or copied, never a mixture
+        fate.setdefault(name.rsplit(".", 1)[0], set()).add(replaced)
+    assert len(fate) >= 6 and all(len(f) == 1 for f in fate.values()), fate  # whole layers
+    assert {f for fs in fate.values() for f in fs} == {True, False}, fate
 
 
 def test_paper_head_sizes():

@@ -5,7 +5,7 @@ import torch
 
 from stsmooth import models
 
-NAMES = ["convnet13", "digits_cnn", "resnet18", "resnet50", "wrn28_2", "wrn28_8"]
+NAMES = ["convnet13", "digits_cnn", "fmnist_cnn", "resnet18", "resnet50", "wrn28_2", "wrn28_8"]
 
 
 def test_names():

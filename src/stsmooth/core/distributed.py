@@ -65,6 +65,41 @@ def broadcast_int(value: int, src: int = 0) -> int:
     return int(t.item())
 
 
+def _collective_device() -> torch.device:
+    """Where a collective must run: NCCL only moves CUDA tensors, gloo is used on CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def max_int(value: int) -> int:
+    """The largest of the ranks' integers (one tiny all-reduce); ``value`` itself without a group."""
+    if not is_distributed():
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.int64, device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+@torch.no_grad()
+def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> None:
+    """Overwrite ``tensors`` with rank ``src``'s, in place: one broadcast per dtype.
+
+    Bits are copied, not averaged, so every rank ends with exactly rank ``src``'s values.
+    """
+    if not is_distributed() or not tensors:
+        return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.reshape(-1).to(_collective_device()) for t in group])
+        dist.broadcast(flat, src)
+        offset = 0
+        for t in group:
+            n = t.numel()
+            t.copy_(flat[offset : offset + n].view_as(t))
+            offset += n
+
+
 def all_gather_concat(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` (B, ...) from every rank along dim 0; ``x`` itself without a group."""
     if not is_distributed():

@@ -24,9 +24,11 @@ padded bytes. About one random byte per unit, and P(move) = 1 - p to within 2**-
 (p = 0.999 is honoured). Work runs in cache-sized chunks of ``CHUNK`` elements, whole
 words each, so the draws do not depend on the chunking.
 
-Moved entries equal ``torch.lerp(t, s, 1 - m)`` bit for bit: kept entries take a lerp
-weight of exactly 0 and moved ones exactly ``1 - m`` (half and bfloat16 go through
-``torch.where`` instead, since their weight tensors would round ``1 - m``).
+The kernels take one rate ``1 - m`` per tensor (the statistics of a ``norm="copy"``
+teacher take rate 1 under their layer's draw). Moved entries equal ``torch.lerp(t, s, 1 - m)``
+bit for bit: kept entries take a lerp weight of exactly 0 and moved ones exactly ``1 - m``
+(half and bfloat16 go through ``torch.where`` instead, since their weight tensors would
+round ``1 - m``).
 """
 
 from __future__ import annotations
@@ -113,8 +115,17 @@ def _exact_weight(dtype: torch.dtype) -> bool:
     return dtype in (torch.float32, torch.float64)
 
 
-def _lerp_weighted(ts: list[Tensor], ss: list[Tensor], ws: list[Tensor], rate: float) -> None:
-    """``t <- lerp(t, s, w)`` with ``w`` 0 (keep) or ``rate`` (move), exactly as ``lerp(t, s, rate)``."""
+def lerp_by_rate(teacher: Sequence[Tensor], student: Sequence[Tensor], idx: Sequence[int], rates: Sequence[float]) -> None:
+    """``t_i <- lerp(t_i, s_i, rates[i])`` for ``i`` in ``idx``: one fused call per distinct rate."""
+    by_rate: dict[float, list[int]] = {}
+    for i in idx:
+        by_rate.setdefault(rates[i], []).append(i)
+    for rate, ids in by_rate.items():
+        torch._foreach_lerp_([teacher[i] for i in ids], [student[i] for i in ids], rate)
+
+
+def _lerp_weighted(ts: list[Tensor], ss: list[Tensor], ws: list[Tensor], rates: list[float]) -> None:
+    """``t <- lerp(t, s, w)`` with ``w`` 0 (keep) or its rate (move), exactly as ``lerp(t, s, rate)``."""
     fast = [k for k, t in enumerate(ts) if _exact_weight(t.dtype) and ws[k].dtype == t.dtype]
     if len(fast) == len(ts):
         torch._foreach_lerp_(ts, ss, ws)
@@ -124,10 +135,10 @@ def _lerp_weighted(ts: list[Tensor], ss: list[Tensor], ws: list[Tensor], rate: f
         torch._foreach_lerp_([ts[k] for k in fast], [ss[k] for k in fast], [ws[k] for k in fast])
     for k, (t, s, w) in enumerate(zip(ts, ss, ws)):
         if k not in fast_set:
-            t.copy_(torch.where(w != 0, torch.lerp(t, s.to(t.dtype), rate), t))
+            t.copy_(torch.where(w != 0, torch.lerp(t, s.to(t.dtype), rates[k]), t))
 
 
-def move_whole(teacher, student, plan, rate, preserve_prob, granularity, generator) -> None:
+def move_whole(teacher, student, plan, rates, preserve_prob, granularity, generator) -> None:
     """Tensor- and layer-wise: one uniform per tensor (or group); drawn when it is >= p."""
     device = teacher[0].device
     n = plan.n_groups if granularity == "layer" else len(teacher)
@@ -136,37 +147,41 @@ def move_whole(teacher, student, plan, rate, preserve_prob, granularity, generat
         idx = [i for g, d in enumerate(drawn) if d for i in plan.members[g]]
     else:
         idx = [i for i, src in enumerate(plan.source_of) if drawn[src]]
-    if idx:
-        torch._foreach_lerp_([teacher[i] for i in idx], [student[i] for i in idx], rate)
+    lerp_by_rate(teacher, student, idx, rates)
 
 
-def move_channels(teacher, student, plan, rate, preserve_prob, generator) -> None:
+def move_channels(teacher, student, plan, rates, preserve_prob, generator) -> None:
     """Channel-wise: one uniform per (group, row count) row, all in one ``torch.rand`` call."""
     device = teacher[0].device
     drawn = torch.rand(plan.total_rows, generator=generator, device=device).ge_(preserve_prob)
-    weights: dict[torch.dtype, Tensor] = {}
+    weights: dict[tuple[torch.dtype, float], Tensor] = {}
     ws = []
     for i, t in enumerate(teacher):
-        dt = t.dtype if _exact_weight(t.dtype) else torch.float32
-        if dt not in weights:
-            weights[dt] = drawn.to(dt).mul_(rate)
+        key = (t.dtype if _exact_weight(t.dtype) else torch.float32, rates[i])
+        if key not in weights:  # copy: `drawn` (0/1 float) serves every key
+            weights[key] = drawn.to(key[0], copy=True).mul_(key[1])
         a = plan.row_at[i]
-        ws.append(weights[dt][a : a + plan.rows[i]].view(plan.row_shape[i]))
-    _lerp_weighted(list(teacher), list(student), ws, rate)
+        ws.append(weights[key][a : a + plan.rows[i]].view(plan.row_shape[i]))
+    _lerp_weighted(list(teacher), list(student), ws, list(rates))
 
 
-def move_neurons(teacher, student, plan, rate, preserve_prob, generator) -> None:
+def move_neurons(teacher, student, plan, rates, preserve_prob, generator) -> None:
     """Neuron-wise on any device: ``torch.rand(shape) >= p`` per drawing tensor, in plan order."""
-    ts, ss, ws = [], [], []
+    ts, ss, ws, rs = [], [], [], []
     for src in plan.sources:
         t = teacher[src]
         drawn = torch.rand(t.shape, generator=generator, device=t.device).ge_(preserve_prob)
-        w = drawn.to(t.dtype if _exact_weight(t.dtype) else torch.float32).mul_(rate)
+        dt = t.dtype if _exact_weight(t.dtype) else torch.float32
+        # a follower may take another rate (copied statistics); then each rate needs its own
+        # copy of the 0/1 mask, otherwise the mask itself becomes the weights
+        distinct = {rates[i] for i in plan.followers[src]}
+        weights = {r: drawn.to(dt, copy=len(distinct) > 1).mul_(r) for r in distinct}
         for i in plan.followers[src]:
             ts.append(teacher[i])
             ss.append(student[i])
-            ws.append(w)
-    _lerp_weighted(ts, ss, ws, rate)
+            ws.append(weights[rates[i]])
+            rs.append(rates[i])
+    _lerp_weighted(ts, ss, ws, rs)
 
 
 def cpu_fast_path(teacher: Sequence[Tensor], student: Sequence[Tensor]) -> bool:
@@ -177,7 +192,7 @@ def cpu_fast_path(teacher: Sequence[Tensor], student: Sequence[Tensor]) -> bool:
     )
 
 
-def move_neurons_cpu(teacher, student, plan, rate, preserve_prob, generator) -> None:
+def move_neurons_cpu(teacher, student, plan, rates, preserve_prob, generator) -> None:
     """Neuron-wise on CPU (float32): 8 random bits per unit, refined on ties, in L2-sized chunks.
 
     Unit u draws a 64-bit uniform ``U = B << 56 | R`` and is drawn (moves) iff
@@ -191,10 +206,8 @@ def move_neurons_cpu(teacher, student, plan, rate, preserve_prob, generator) -> 
     ties = np.random.SFC64(seeds[1] % 2**64)
     threshold = int(preserve_prob * 2.0**64)  # exact: p * 2**64 is a float with an integer value
     hi, lo = threshold >> 56, np.uint64(threshold & (2**56 - 1))
-    rate32 = np.float32(rate)
     size = max(8 * words for words, _ in plan.items)
-    w_buf = torch.empty(size, dtype=torch.float32)
-    w_np = w_buf.numpy()
+    w_bufs: dict[float, tuple[Tensor, np.ndarray]] = {}  # one weight buffer per distinct rate
     moved = np.empty(size, dtype=np.bool_)
     flat_t = {i: teacher[i].view(-1) for i in range(len(teacher))}
     flat_s = {i: student[i].view(-1) for i in range(len(student))}
@@ -202,34 +215,40 @@ def move_neurons_cpu(teacher, student, plan, rate, preserve_prob, generator) -> 
         b = bits.random_raw(words).view(np.uint8)
         n = b.size
         np.greater(b, hi, out=moved[:n])
-        np.multiply(moved[:n], rate32, out=w_np[:n])
         tie = np.flatnonzero(b == hi)
         if tie.size:
-            w_np[tie[(ties.random_raw(tie.size) >> np.uint64(8)) >= lo]] = rate32
+            moved[tie[(ties.random_raw(tie.size) >> np.uint64(8)) >= lo]] = True
+        filled: set[float] = set()
         ts, ss, ws = [], [], []
         for src, a, z, off in pieces:
-            w = w_buf[off : off + z - a]
             for i in plan.followers[src]:
+                rate = rates[i]
+                if rate not in filled:
+                    if rate not in w_bufs:
+                        buf = torch.empty(size, dtype=torch.float32)
+                        w_bufs[rate] = (buf, buf.numpy())
+                    np.multiply(moved[:n], np.float32(rate), out=w_bufs[rate][1][:n])
+                    filled.add(rate)
                 ts.append(flat_t[i][a:z])
                 ss.append(flat_s[i][a:z])
-                ws.append(w)
+                ws.append(w_bufs[rate][0][off : off + z - a])
         torch._foreach_lerp_(ts, ss, ws)
 
 
-def smooth_fast_(teacher: Sequence[Tensor], student: Sequence[Tensor], rate: float, preserve_prob: float,
+def smooth_fast_(teacher: Sequence[Tensor], student: Sequence[Tensor], rates: Sequence[float], preserve_prob: float,
                  granularity: str, generator: torch.Generator | None, plan: DrawPlan | None) -> None:
-    """Eq. 3 in place with ``rate = 1 - m``, for checked arguments and ``p < 1`` (``plan`` needed when ``p > 0``)."""
+    """Eq. 3 in place with ``rates[i] = 1 - m_i``, for checked arguments and ``p < 1`` (``plan`` needed when ``p > 0``)."""
     if preserve_prob == 0.0:
-        # TMA: every unit moves; no draws, one fused multi-tensor kernel.
-        torch._foreach_lerp_(list(teacher), list(student), rate)
+        # TMA: every unit moves; no draws, one fused multi-tensor kernel per rate.
+        lerp_by_rate(teacher, student, range(len(teacher)), rates)
         return
     if len(plan.shapes) != len(teacher):
         raise ValueError(f"plan is for {len(plan.shapes)} tensors but teacher has {len(teacher)}")
     if granularity in ("tensor", "layer"):
-        move_whole(teacher, student, plan, rate, preserve_prob, granularity, generator)
+        move_whole(teacher, student, plan, rates, preserve_prob, granularity, generator)
     elif granularity == "channel":
-        move_channels(teacher, student, plan, rate, preserve_prob, generator)
+        move_channels(teacher, student, plan, rates, preserve_prob, generator)
     elif teacher[0].device.type == "cpu" and cpu_fast_path(teacher, student):
-        move_neurons_cpu(teacher, student, plan, rate, preserve_prob, generator)
+        move_neurons_cpu(teacher, student, plan, rates, preserve_prob, generator)
     else:
-        move_neurons(teacher, student, plan, rate, preserve_prob, generator)
+        move_neurons(teacher, student, plan, rates, preserve_prob, generator)

@@ -9,15 +9,18 @@ All teacher-normalisation behaviour lives here, in one table:
             (eval-mode BN)                 draws as their layer
 ``batch``   the batch's statistics         its own batches (standard train-mode BN)    003 Table 1 "BN"
             (train-mode BN)
-``copy``    its running statistics         copied from the student at each update      003 Table 8
-                                                                                        "student PN"
+``copy``    its running statistics         the student's, whenever their layer's       003 Eq. 9, m=0:
+                                           unit is drawn: every update at p=0,         Table 8
+                                           never at p=1                                "student PN"
 ``own``     its running statistics         its own batches, updated after use          003 Table 8
                                                                                         "teacher PN"
 ==========  =============================  ==========================================  ===================
 
 The table is data, :data:`BN_MODES` (one :class:`BNMode` per row), which
-:class:`stsmooth.Teacher` reads. Only ``eman`` smooths the running statistics with
-the parameters; in the other modes the teacher smooths parameters only.
+:class:`stsmooth.Teacher` reads. ``eman`` and ``copy`` move the running statistics
+under the draws of their layer (``copy`` with m=0, so at p=1 its teacher is unchanged
+like every other); ``batch`` and ``own`` leave them to the teacher's own batches and
+smooth parameters only.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from stsmooth.core import distributed
+
+
 class NormalisesWith(enum.Enum):
     """What the teacher's BN normalises with (the table's first column)."""
 
@@ -41,7 +47,7 @@ class StatisticsFrom(enum.Enum):
     """Where the teacher's BN running statistics come from (the table's second column)."""
 
     SMOOTHED = "smoothed from the student's"  # same rule and draws as their layer (003 Eq. 9)
-    COPIED = "copied from the student"  # at each update
+    COPIED = "the student's, whenever their layer's unit is drawn"  # Eq. 9 with m=0, the same draws
     OWN_BATCHES = "its own batches"  # the teacher's forwards
 
 
@@ -61,12 +67,17 @@ class BNMode:
 
     @property
     def smooths_statistics(self) -> bool:
-        """The rule moves the running statistics with their layer (EMAN)."""
-        return self.statistics_from is StatisticsFrom.SMOOTHED
+        """The rule moves the running statistics under their layer's draws (``eman``, and ``copy`` with m=0)."""
+        return self.statistics_from is not StatisticsFrom.OWN_BATCHES
+
+    @property
+    def copies_statistics(self) -> bool:
+        """Drawn running statistics take the student's value (m=0) instead of a TMA step ("student PN")."""
+        return self.statistics_from is StatisticsFrom.COPIED
 
     @property
     def copies_from_student(self) -> bool:
-        """Buffers the rule does not move (all statistics, or ``num_batches_tracked``) are copied from the student."""
+        """Buffers the rule does not move (``num_batches_tracked``) are copied from the student at p < 1."""
         return self.statistics_from is not StatisticsFrom.OWN_BATCHES
 
     @property
@@ -133,32 +144,54 @@ def collect_statistics(module: nn.Module, on: bool) -> None:
         bn._stsmooth_collect = on
 
 
-def shuffle_bn_forward(model: Callable[[Tensor], Tensor], x: Tensor, groups: int = 2, generator: torch.Generator | None = None) -> Tensor:
-    """Forward ``x`` with MoCo's ShuffleBN, single-process form (paper 003 §4, Table 1).
+@torch.no_grad()
+def shuffle_bn_forward(model: Callable[[Tensor], Tensor], x: Tensor, groups: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """Forward ``x`` with MoCo's ShuffleBN (paper 003 §4 and Table 1 "ShuffleBN").
 
-    The batch is permuted, split into ``groups`` sub-batches whose BN statistics are
-    computed separately (train-mode BN), and the outputs are un-permuted, so a
-    sample's key is normalised with statistics of other samples than its query's
-    sub-batch. Under DDP the sub-batches are simply the ranks' local batches after
-    a global shuffle; in one process they are ``groups`` chunks.
+    The global batch (every rank's ``x`` under torchrun, ``x`` alone in one process) is
+    permuted and cut into ``groups`` sub-batches whose BN statistics are computed
+    separately (train-mode BN); the outputs are un-permuted, so a sample's key is
+    normalised with statistics of other images than its query's companions. Under
+    torchrun each rank forwards its share of the sub-batches, so one rank's keys depend
+    on the other ranks' images, as in facebookresearch/moco ``moco/builder.py``
+    (``_batch_shuffle_ddp`` / ``_batch_unshuffle_ddp``: gather, one permutation from
+    rank 0, forward, gather back, un-permute).
 
     Args:
-        model: the (teacher) network, BN in train mode.
-        x: input batch (B, ...), B divisible by ``groups``.
-        groups: number of sub-batches.
-        generator: source of the permutation.
+        model: the (teacher) network, BN in train mode, the same on every rank (a rank's
+            samples are forwarded by other ranks' copies).
+        x: this rank's input batch (B, ...); every rank must have the same B.
+        groups: sub-batches of the global batch of W*B samples (W ranks): a multiple of
+            W, with B divisible by groups/W. Default: W under torchrun (one sub-batch per
+            rank, as MoCo), 2 in one process.
+        generator: source of the permutation; under torchrun rank 0's draw is used.
 
     Returns:
-        Outputs (B, ...) in the original sample order.
+        Outputs (B, ...) of this rank's samples, in their original order. Keys carry no
+        gradient (MoCo: "no gradient to keys"; the gathers are not differentiable).
     """
+    world = distributed.world_size() if distributed.is_distributed() else 1
+    rank = distributed.rank() if world > 1 else 0
+    groups = (world if world > 1 else 2) if groups is None else groups
     b = x.shape[0]
-    if groups < 1 or b % groups:
-        raise ValueError(f"ShuffleBN groups={groups} must be >= 1 and divide the batch size {b}")
-    perm = torch.randperm(b, generator=generator, device="cpu").to(x.device)
-    out = torch.cat([model(chunk) for chunk in x[perm].chunk(groups)])
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(b, device=perm.device)
-    return out[inverse]
+    if groups < 1 or groups % world or b % (groups // world):
+        raise ValueError(
+            f"ShuffleBN groups={groups} must be a positive multiple of the world size {world} "
+            f"whose share groups/{world} divides the batch size {b}"
+        )
+    # Every rank draws (rank 0's draw wins), so all ranks' random streams advance alike.
+    perm = torch.randperm(world * b, generator=generator, device="cpu").to(x.device)
+    if world > 1:
+        sizes = distributed.all_gather_concat(torch.tensor([b], device=x.device))
+        if bool((sizes != b).any()):
+            raise ValueError(f"ShuffleBN needs the same batch size on every rank, got {sizes.tolist()}")
+        x = distributed.all_gather_concat(x)
+        distributed.broadcast_([perm])
+    mine = perm.view(world, b)[rank]
+    out = torch.cat([model(chunk) for chunk in x[mine].chunk(groups // world)])
+    out = distributed.all_gather_concat(out)  # row j is the output of global sample perm[j]
+    inverse = torch.argsort(perm)
+    return out[inverse[rank * b : (rank + 1) * b]]
 
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:

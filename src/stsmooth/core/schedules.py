@@ -10,6 +10,7 @@ rate is the same cosine to 0 after a linear :func:`warmup`
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Sequence
 
 Schedule = Callable[[int], float]
@@ -44,8 +45,16 @@ def cosine(base: float, final: float = 1.0, total_steps: int = 1, start_step: in
 
 
 def mean_teacher_warmup(alpha: float) -> Schedule:
-    """Mean Teacher's EMA decay warm-up min(1 - 1/(k + 1), alpha) (paper 004 §3)."""
-    return lambda step: min(1.0 - 1.0 / (step + 1.0), alpha)
+    """Mean Teacher's EMA decay warm-up: ``alpha_k = min(1 - 1/(k + 2), alpha)`` at update k (0-based).
+
+    The authors' PyTorch release (CuriousAI/mean-teacher ``pytorch/main.py``,
+    ``update_ema_variables``; ``--ema-decay`` is alpha) uses ``min(1 - 1/(global_step + 1), alpha)``
+    with ``global_step`` already incremented for the current update, so its first update
+    (global_step = 1) keeps half of the teacher: 1/2, 2/3, 3/4, ... The teacher is a running
+    mean of the initial weights and every student so far until the decay reaches alpha.
+    Paper 004 does not give this formula (§3.4 states 0.99 during the ramp-up, 0.999 after).
+    """
+    return lambda step: min(1.0 - 1.0 / (step + 2.0), alpha)
 
 
 def two_phase(first: float, second: float, switch_step: int) -> Schedule:
@@ -103,8 +112,12 @@ SCHEDULES = ("constant", "cosine", "mean_teacher", "two_phase", "linear", "step"
 
 
 def build(name: str, value: float, total_steps: int, final: float = 1.0, switch_step: int = 0,
-          warmup_steps: int = 0, warmup_factor: float = 0.0, milestones: Sequence[float] = ()) -> Schedule:
+          warmup_steps: int = 0, warmup_factor: float = 0.0, milestones: Sequence[float] = (), key: str = "value") -> Schedule:
     """A schedule by name, as the configs name them (m, p and the learning rate).
+
+    ``value=0`` with a schedule that leaves 0 (cosine, linear or two_phase towards a
+    non-zero ``final``) warns once: m=p=0 is "no smoothing" (paper 000 Eq. 3) only while
+    both stay 0, and a cosine from m_0=0 ramps m to ``final``.
 
     Args:
         name: one of ``SCHEDULES``.
@@ -116,7 +129,12 @@ def build(name: str, value: float, total_steps: int, final: float = 1.0, switch_
             then runs over the remaining ``total_steps - warmup_steps``.
         warmup_factor: the warm-up starts at ``warmup_factor * value``.
         milestones: steps where ``step`` divides the value by 10.
+        key: the config key of ``value``, named by the warning (e.g. ``"teacher.momentum"``).
     """
+    if value == 0 and final != 0 and name in ("cosine", "linear", "two_phase"):
+        warnings.warn(f"{key}={value!r} with the {name!r} schedule goes from 0 to {final!r}, so it is not "
+                      f"held at 0 (m=p=0 is 'no smoothing' only with the constant schedule)", UserWarning,
+                      stacklevel=2)
     if name == "constant":
         schedule = constant(value)
     elif name == "cosine":

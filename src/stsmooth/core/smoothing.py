@@ -33,7 +33,11 @@ granularity   one Bernoulli draw per
 A buffer (a BatchNorm running statistic) never draws for itself when its group
 holds a parameter of the same shape: it follows that parameter's draw (BN's
 gamma), so EMAN statistics move exactly when their layer's weights do
-(paper 003 Eq. 9). Non-floating tensors (``num_batches_tracked``) are copied.
+(paper 003 Eq. 9). A BatchNorm without gamma (``affine=False``) is one unit all
+the same: its running_var follows running_mean's draw. The tensors of a
+parametrisation (weight norm's ``parametrizations.weight.original0/1``, i.e. g
+and v) belong to the group of the module they parametrise, with its bias.
+Non-floating tensors (``num_batches_tracked``) are copied.
 
 Two paths compute the rule. :func:`smooth_reference_` is Eq. 3 as written, on any
 device: :func:`draw_units` draws a uniform u_i per unit (the unit moves, P_i = 0,
@@ -51,6 +55,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+from torch.nn.utils import parametrize
 
 from stsmooth.core import fast
 
@@ -78,14 +83,20 @@ def check_granularity(granularity: str) -> str:
     return granularity
 
 
-def _checked(teacher: Sequence[Tensor], student: Sequence[Tensor], momentum: float, preserve_prob: float,
-             granularity: str) -> tuple[float, float]:
-    momentum = check_probability("momentum", momentum)
+def _checked(teacher: Sequence[Tensor], student: Sequence[Tensor], momentum: float | Sequence[float],
+             preserve_prob: float, granularity: str) -> tuple[list[float], float]:
+    """The checked arguments as ``(rates, p)``: one lerp weight ``1 - m`` per teacher tensor."""
+    if isinstance(momentum, Sequence):
+        if len(momentum) != len(teacher):
+            raise ValueError(f"momentum has {len(momentum)} values but teacher has {len(teacher)} tensors")
+        rates = [1.0 - check_probability("momentum", m) for m in momentum]
+    else:
+        rates = [1.0 - check_probability("momentum", momentum)] * len(teacher)
     preserve_prob = check_probability("preserve_prob", preserve_prob)
     check_granularity(granularity)
     if len(teacher) != len(student):
         raise ValueError(f"teacher has {len(teacher)} tensors but student has {len(student)}")
-    return momentum, preserve_prob
+    return rates, preserve_prob
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,10 @@ class Unit:
 def plan_units(shapes: Sequence[torch.Size], groups: Sequence[int], is_buffer: Sequence[bool]) -> list[Unit]:
     """Decide, once, which tensor's draws each tensor follows.
 
+    A parameter draws for itself. A buffer follows the first parameter of its group with
+    its shape (BatchNorm's gamma), or, when there is none (``affine=False``), the first
+    buffer of its group with its shape (running_mean), paper 003 Eq. 9.
+
     Args:
         shapes: shape of each floating tensor.
         groups: group (module) index of each tensor; tensors of a group are contiguous or not.
@@ -112,13 +127,16 @@ def plan_units(shapes: Sequence[torch.Size], groups: Sequence[int], is_buffer: S
     Returns:
         One :class:`Unit` per tensor.
     """
-    first_param_of_shape: dict[tuple[int, tuple[int, ...]], int] = {}
+    first_param: dict[tuple[int, tuple[int, ...]], int] = {}
+    first_buffer: dict[tuple[int, tuple[int, ...]], int] = {}
     for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
-        if not buf:
-            first_param_of_shape.setdefault((g, tuple(shape)), i)
+        (first_buffer if buf else first_param).setdefault((g, tuple(shape)), i)
     units = []
     for i, (shape, g, buf) in enumerate(zip(shapes, groups, is_buffer)):
-        source = first_param_of_shape.get((g, tuple(shape)), i) if buf else i
+        key = (g, tuple(shape))
+        # BN's statistics follow gamma; without gamma (affine=False) running_var follows
+        # running_mean, so a layer's statistics are still one unit per channel / per layer.
+        source = first_param.get(key, first_buffer[key]) if buf else i
         units.append(Unit(group=g, source=source))
     return units
 
@@ -196,7 +214,7 @@ def draw_units(
 def smooth_reference_(
     teacher: Sequence[Tensor],
     student: Sequence[Tensor],
-    momentum: float,
+    momentum: float | Sequence[float],
     preserve_prob: float,
     granularity: str = "tensor",
     generator: torch.Generator | None = None,
@@ -212,26 +230,26 @@ def smooth_reference_(
     Args:
         teacher: the teacher's floating tensors, updated in place.
         student: the student's tensors, same shapes and order.
-        momentum: TMA momentum m in [0, 1].
+        momentum: TMA momentum m in [0, 1], or one m per tensor (as :func:`smooth_`).
         preserve_prob: preserving probability p in [0, 1].
         granularity: ``"tensor"``, ``"layer"``, ``"channel"`` or ``"neuron"``.
         generator: source of the draws (on the tensors' device).
         units: from :func:`plan_units`; default: every tensor is its own group.
     """
-    momentum, preserve_prob = _checked(teacher, student, momentum, preserve_prob, granularity)
+    rates, preserve_prob = _checked(teacher, student, momentum, preserve_prob, granularity)
     if not teacher:
         return
     units = _default_units(len(teacher)) if units is None else units
     moves = draw_units([t.shape for t in teacher], units, granularity, preserve_prob, generator, teacher[0].device)
-    for t, s, move in zip(teacher, student, moves):
-        t.copy_(torch.where(move, torch.lerp(t, s.to(t.dtype), 1.0 - momentum), t))
+    for t, s, move, rate in zip(teacher, student, moves, rates):
+        t.copy_(torch.where(move, torch.lerp(t, s.to(t.dtype), rate), t))
 
 
 @torch.no_grad()
 def smooth_(
     teacher: Sequence[Tensor],
     student: Sequence[Tensor],
-    momentum: float,
+    momentum: float | Sequence[float],
     preserve_prob: float,
     granularity: str = "tensor",
     generator: torch.Generator | None = None,
@@ -246,7 +264,9 @@ def smooth_(
     Args:
         teacher: the teacher's floating tensors, updated in place.
         student: the student's tensors, same shapes and order.
-        momentum: TMA momentum m in [0, 1]; 0 gives Spatial Ensemble.
+        momentum: TMA momentum m in [0, 1]; 0 gives Spatial Ensemble. Or one m per tensor:
+            a tensor with m=0 takes the student's value whenever its unit is drawn, as
+            ``norm="copy"`` does for BatchNorm statistics (paper 003 Table 8 "student PN").
         preserve_prob: preserving probability p in [0, 1]; 0 gives TMA.
         granularity: ``"tensor"``, ``"layer"``, ``"channel"`` or ``"neuron"``.
         generator: source of the Bernoulli draws (on the tensors' device).
@@ -259,19 +279,21 @@ def smooth_(
         >>> t[0]
         tensor([0.1000, 0.1000, 0.1000])
     """
-    momentum, preserve_prob = _checked(teacher, student, momentum, preserve_prob, granularity)
+    rates, preserve_prob = _checked(teacher, student, momentum, preserve_prob, granularity)
     if preserve_prob == 1.0 or not teacher:
         return
     if preserve_prob > 0.0 and plan is None:
         plan = fast.DrawPlan([t.shape for t in teacher], _default_units(len(teacher)) if units is None else units)
-    fast.smooth_fast_(teacher, student, 1.0 - momentum, preserve_prob, granularity, generator, plan)
+    fast.smooth_fast_(teacher, student, rates, preserve_prob, granularity, generator, plan)
 
 
 def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[list[str], list[Tensor], list[Unit], list[str]]:
     """List a module's floating tensors in smoothing order, with their draw plan.
 
     Groups are modules: each module's own parameters, then (with ``statistics``)
-    its own floating buffers. A tensor shared by two modules is listed once.
+    its own floating buffers. A tensor shared by two modules is listed once. The
+    tensors of a ``torch.nn.utils.parametrize`` parametrisation (weight norm's g and v)
+    join the group of the module they parametrise.
 
     Args:
         module: the network (teacher or student).
@@ -285,9 +307,13 @@ def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[li
     """
     names, tensors, groups, is_buffer, other = [], [], [], [], []
     seen: set[int] = set()
-    group = 0
+    group_of: dict[int, int] = {}  # id(module that owns the tensors) -> group index
+    owner: dict[int, int] = {}  # id(parametrisation submodule) -> id(parametrised module)
     for prefix, mod in module.named_modules(remove_duplicate=False):
-        added = False
+        key = owner.get(id(mod), id(mod))
+        if parametrize.is_parametrized(mod):
+            # named_modules is pre-order: mod comes before its `parametrizations` children
+            owner.update((id(sub), key) for sub in mod.parametrizations.modules())
         own = [(n, t, False) for n, t in mod.named_parameters(recurse=False)]
         own += [(n, t, True) for n, t in mod.named_buffers(recurse=False)]
         for n, t, buf in own:
@@ -300,9 +326,7 @@ def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[li
                 continue
             names.append(full)
             tensors.append(t)
-            groups.append(group)
+            groups.append(group_of.setdefault(key, len(group_of)))
             is_buffer.append(buf)
-            added = True
-        group += added
     units = plan_units([t.shape for t in tensors], groups, is_buffer)
     return names, tensors, units, other

@@ -105,6 +105,10 @@ class Teacher:
 
         self.module = copy.deepcopy(unwrap(student))
         self.module.requires_grad_(False)
+        # A student that trained under DDP has rank-local BN statistics, and one not yet
+        # wrapped by DDP may have rank-local weights: every rank starts from rank 0's teacher
+        # (as DDP does for the student), and the updates keep them identical from there.
+        distributed.broadcast_(list(self.module.parameters()) + list(self.module.buffers()))
         norms.set_teacher_mode(self.module, self.norm)
         if self.bn_mode.folds_in_after_use:
             norms.install_own_statistics(self.module)
@@ -119,12 +123,14 @@ class Teacher:
         smooth_stats = mode.smooths_statistics
         self._names, self._tensors, self._units, other = module_tensors(self.module, statistics=smooth_stats)
         # What is copied rather than smoothed: non-floating buffers (num_batches_tracked) with
-        # eman, and all statistics with copy; batch/own keep the teacher's own.
+        # eman and copy; batch/own keep the teacher's own.
         copied = other if mode.copies_from_student else []
         buffers = dict(self.module.named_buffers())
         self._copied_names = [n for n in copied if n in buffers]
         self._copied = [buffers[n] for n in self._copied_names]
         self._buffer_index = [i for i, n in enumerate(self._names) if n in buffers]
+        # copy: the statistics move with m=0 under their layer's draws (003 Table 8 "student PN")
+        self._copy_index = self._buffer_index if mode.copies_statistics else []
         # batch/own: the teacher collects statistics from its own (rank-local) batches
         own = mode.statistics_from is norms.StatisticsFrom.OWN_BATCHES
         self._own_stats = [b for b in buffers.values() if b.is_floating_point()] if own else []
@@ -185,13 +191,23 @@ class Teacher:
         m = self.momentum if momentum is None else check_probability("momentum", momentum)
         p = self.preserve_prob if preserve_prob is None else check_probability("preserve_prob", preserve_prob)
         source, copied = self._resolve(student)
-        if self.nonfinite != "ignore" and p < 1.0 and not self._finite(source):
-            bad = next(n for n, s in zip(self._names, source) if not bool(torch.isfinite(s).all()))
-            msg = f"student tensor {bad!r} has non-finite values; teacher left unchanged at step {self.step}"
-            if self.nonfinite == "raise":
-                raise ValueError(msg)
-            warnings.warn(msg + " (update skipped)", RuntimeWarning, stacklevel=2)
-            return
+        if self.nonfinite != "ignore" and p < 1.0:
+            # One verdict for all ranks (rank-local BN statistics can be non-finite on one
+            # rank only): a rank that raised or skipped alone would leave the others waiting
+            # in the all-reduce below, and the ranks' step counters, hence draws, would part.
+            finite = self._finite(source)
+            bad_rank = distributed.max_int(0 if finite else distributed.rank() + 1) - 1
+            if bad_rank >= 0:
+                if finite:
+                    msg = f"rank {bad_rank}'s student has non-finite values"
+                else:
+                    bad = next(n for n, s in zip(self._names, source) if not bool(torch.isfinite(s).all()))
+                    msg = f"student tensor {bad!r} has non-finite values"
+                msg += f"; teacher left unchanged at step {self.step}"
+                if self.nonfinite == "raise":
+                    raise ValueError(msg)
+                warnings.warn(msg + " (update skipped)", RuntimeWarning, stacklevel=2)
+                return
         if distributed.is_distributed():
             source, copied = self._reconciled(source, copied)
             # batch/own teachers saw only their rank's batches: agree on their statistics too
@@ -200,9 +216,15 @@ class Teacher:
         if 0.0 < p < 1.0:
             generator = torch.Generator(device=self._tensors[0].device)
             generator.manual_seed(_step_seed(self.seed, self.step))
-        smooth_(self._tensors, source, m, p, self.granularity, generator, plan=self._draw_plan())
-        for t, s in zip(self._copied, copied):
-            t.copy_(s)
+        momenta: float | list[float] = m
+        if self._copy_index:
+            momenta = [m] * len(self._tensors)
+            for i in self._copy_index:
+                momenta[i] = 0.0
+        smooth_(self._tensors, source, momenta, p, self.granularity, generator, plan=self._draw_plan())
+        if p < 1.0:  # p = 1 leaves the teacher unchanged, counters included
+            for t, s in zip(self._copied, copied):
+                t.copy_(s)
         self.step += 1
 
     def _draw_plan(self) -> DrawPlan:

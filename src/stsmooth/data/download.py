@@ -20,12 +20,19 @@ and against several independent copies in public code):
       ones torchvision uses for the three ``*_32x32.mat`` files.
     * STL-10: the authors' page publishes no checksum; the md5 of
       ``stl10_binary.tar.gz`` is the one torchvision uses.
+    * Fashion-MNIST: the authors publish md5s of the ``*.gz`` files
+      (zalandoresearch/fashion-mnist README), but Debian's
+      ``dataset-fashion-mnist`` recompresses them, so what is checked is the
+      sha256 of the *decompressed* idx bytes (``gunzip_sha256``), computed
+      from the Debian files and equal for the authors' ``.gz`` files: both
+      sources verify, and a recompressed mirror would too.
 An archive or file placed by hand is not re-hashed (STL-10 is 2.5 GB); the
 readers check its structure instead.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -54,6 +61,7 @@ class Resource:
         md5: expected md5 hex digest, or None.
         sha256: expected sha256 hex digest, or None.
         archive: True for a tar archive that is extracted into the root.
+        gunzip_sha256: expected sha256 of the gzip file's decompressed bytes, or None.
     """
 
     filename: str
@@ -61,10 +69,12 @@ class Resource:
     md5: str | None = None
     sha256: str | None = None
     archive: bool = False
+    gunzip_sha256: str | None = None
 
 
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 _SVHN = "http://ufldl.stanford.edu/housenumbers/"
+_FASHION = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
 RESOURCES: dict[str, tuple[Resource, ...]] = {
     "mnist": tuple(
@@ -74,6 +84,18 @@ RESOURCES: dict[str, tuple[Resource, ...]] = {
             ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
             ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
             ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+        )
+    ),
+    # sha256 of the decompressed idx files (sizes 47,040,016 / 60,008 / 7,840,016 / 10,008 bytes);
+    # the authors' md5s of the .gz files are 8d4fb7e6c68d591d4c3dfef9ec88bf0d,
+    # 25c81989df183df01b3e8a0aad5dffbe, bef4ecab320f06d8554ea6380940ec79, bb300cfdad3c16e7a12a480ee83cd310.
+    "fashion_mnist": tuple(
+        Resource(f, (_FASHION + f,), gunzip_sha256=digest)
+        for f, digest in (
+            ("train-images-idx3-ubyte.gz", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            ("train-labels-idx1-ubyte.gz", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            ("t10k-images-idx3-ubyte.gz", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            ("t10k-labels-idx1-ubyte.gz", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
         )
     ),
     "cifar10": (
@@ -128,7 +150,24 @@ def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
     return h.hexdigest()
 
 
-def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: str | None = None, timeout: float = 60.0) -> Path:
+def gunzip_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a gzip file's decompressed bytes, streamed in 1 MiB chunks.
+
+    Raises:
+        ValueError: ``path`` is not a complete gzip stream.
+    """
+    h = hashlib.new(algorithm, usedforsecurity=False)
+    try:
+        with gzip.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                h.update(chunk)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: cannot decompress ({e}); not a complete gzip file") from e
+    return h.hexdigest()
+
+
+def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: str | None = None, timeout: float = 60.0,
+          gunzip_sha256: str | None = None) -> Path:
     """Streams ``url`` to ``dest``, verifying its checksum before it appears there.
 
     Args:
@@ -137,6 +176,8 @@ def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: str
         md5: expected md5 hex digest (checked when given).
         sha256: expected sha256 hex digest (checked when given).
         timeout: socket timeout in seconds.
+        gunzip_sha256: expected sha256 of the decompressed bytes of a gzip file
+            (checked when given; independent of how the file was compressed).
 
     Returns:
         ``dest`` as a Path.
@@ -169,6 +210,14 @@ def fetch(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: str
                 raise ChecksumError(
                     f"checksum mismatch for {url}: expected {name} {want.lower()}, got {hashes[name].hexdigest()}; the file was not kept"
                 )
+        if gunzip_sha256:
+            try:
+                got = gunzip_digest(tmp)
+            except ValueError:
+                got = "no gzip stream"
+            if got != gunzip_sha256.lower():
+                raise ChecksumError(f"checksum mismatch for {url}: expected sha256 {gunzip_sha256.lower()} of the "
+                                    f"decompressed bytes, got {got}; the file was not kept")
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a dataset file is meant to be shared
         os.replace(tmp, dest)
     except BaseException:
@@ -188,7 +237,7 @@ def fetch_resource(res: Resource, root: str | os.PathLike) -> Path:
     errors: list[Exception] = []
     for url in res.urls:
         try:
-            return fetch(url, Path(root) / res.filename, md5=res.md5, sha256=res.sha256)
+            return fetch(url, Path(root) / res.filename, md5=res.md5, sha256=res.sha256, gunzip_sha256=res.gunzip_sha256)
         except (ChecksumError, DownloadError) as e:
             errors.append(e)
     kind = ChecksumError if any(isinstance(e, ChecksumError) for e in errors) else DownloadError
@@ -256,7 +305,7 @@ def ensure_files(dataset: str, root: str | os.PathLike, wanted: list[Path], down
 
     For an archive dataset (CIFAR, STL-10) the archive found in ``root`` is
     extracted when a wanted file is missing; with ``download=True`` it is
-    fetched first. For plain-file datasets (MNIST, SVHN) each missing file is
+    fetched first. For plain-file datasets (MNIST, Fashion-MNIST, SVHN) each missing file is
     fetched by name.
 
     Raises:

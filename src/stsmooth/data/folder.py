@@ -97,6 +97,48 @@ def decode(path: str, size=None, mode: str = "RGB") -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+#: Pillow modes of single-channel images (bilevel, 8/16/32-bit gray, float, gray + alpha)
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def probe(paths, sizes: bool = True, gray: bool = True, max_sizes: int = 4) -> tuple[dict, bool]:
+    """Image sizes and whether all images are grayscale, from the file headers only.
+
+    Pillow's ``Image.open`` reads the header and decodes nothing, so this is cheap
+    even for many files. The scan stops as soon as the answers are known: after
+    ``max_sizes`` distinct sizes, and at the first colour image.
+
+    Args:
+        paths: image files.
+        sizes: collect the distinct sizes.
+        gray: check whether every image is single-channel (:data:`GRAY_MODES`).
+        max_sizes: stop collecting sizes after this many distinct ones.
+
+    Returns:
+        ({(width, height): first path of that size}, all_gray); all_gray is False
+        when ``gray`` is False or a colour image was found.
+
+    Raises:
+        ValueError: a file that Pillow cannot identify (naming it).
+    """
+    from PIL import Image
+
+    found: dict[tuple[int, int], str] = {}
+    all_gray = gray
+    for path in paths:
+        if (not sizes or len(found) >= max_sizes) and not all_gray:
+            break
+        try:
+            with Image.open(path) as img:
+                size, mode = img.size, img.mode
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ValueError(f"folder: cannot read image {path} ({type(e).__name__}: {e})") from None
+        if sizes and len(found) < max_sizes:
+            found.setdefault(size, str(path))
+        all_gray = all_gray and mode in GRAY_MODES
+    return found, all_gray
+
+
 def _valid_size(size) -> bool:
     if size is None or (isinstance(size, int) and not isinstance(size, bool)):
         return size is None or size > 0
@@ -146,6 +188,16 @@ class FolderSet(Dataset):
         part = copy.copy(self)
         part.samples = [self.samples[i] for i in t.tolist()]
         part.labels = self.labels[t]
+        return part
+
+    def reformat(self, size=None, mode: str = "RGB") -> FolderSet:
+        """The same samples decoded at ``size`` in Pillow ``mode`` (a copy; the folder is not scanned again)."""
+        if mode not in ("RGB", "L"):
+            raise ValueError(f"folder: mode {mode!r}; allowed: RGB, L")
+        if not _valid_size(size):
+            raise ValueError(f"folder: size {size!r}; allowed: None, a positive int, or (H, W) of positive ints")
+        part = copy.copy(self)
+        part.size, part.mode = size, mode
         return part
 
     def to_imageset(self) -> ImageSet:

@@ -4,6 +4,8 @@ In-memory datasets come back as an :class:`ImageSet`; ``"folder"`` comes back
 as a :class:`FolderSet` that streams from disk. ``root=None`` means
 ``$STSMOOTH_DATA/<name>``, or ``~/.cache/stsmooth/datasets/<name>`` when the
 variable is unset (``digits`` needs no root; ``npz`` and ``folder`` require one).
+A data set that a system package installs (Debian's ``dataset-fashion-mnist``)
+is read from the package's folder when every file is there.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from stsmooth.data.loader import DeviceLoader
 _READERS = {
     "digits": (digits.read, digits.SPLITS),
     "mnist": (mnist.read, mnist.SPLITS),
+    "fashion_mnist": (mnist.read_fashion, mnist.SPLITS),
     "cifar10": (cifar.read_cifar10, cifar.SPLITS),
     "cifar100": (cifar.read_cifar100, cifar.SPLITS),
     "svhn": (svhn.read, svhn.SPLITS),
@@ -27,6 +30,11 @@ _READERS = {
     "npz": (npz.read, None),
 }
 _NEEDS_ROOT = ("npz", "folder")
+#: Folders where a system package installs a data set, and the files that must all be there.
+SYSTEM_ROOTS = {
+    "fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),
+                      [f"{name}.gz" for pair in mnist.FILES.values() for name in pair]),
+}
 
 
 def names() -> list[str]:
@@ -41,7 +49,11 @@ def split_names(name: str) -> tuple[str, ...] | None:
 
 
 def default_root(name: str) -> Path:
-    """Where ``name`` is looked for when ``root`` is None."""
+    """Where ``name`` is looked for when ``root`` is None: a system package's folder, else the cache."""
+    if name in SYSTEM_ROOTS:
+        folder, files = SYSTEM_ROOTS[name]
+        if all((folder / f).is_file() for f in files):
+            return folder
     base = os.environ.get("STSMOOTH_DATA") or "~/.cache/stsmooth/datasets"
     return Path(base).expanduser() / name
 
@@ -55,14 +67,14 @@ def load(name: str, root=None, split: str = "train", download: bool = False, **o
     """Reads one split of a dataset.
 
     Args:
-        name: one of :func:`names` ("digits", "mnist", "cifar10", "cifar100",
-            "svhn", "stl10", "npz", "folder").
+        name: one of :func:`names` ("digits", "mnist", "fashion_mnist", "cifar10",
+            "cifar100", "svhn", "stl10", "npz", "folder").
         root: dataset folder (npz: a ``.npz`` file or a folder of
             ``<split>.npz``); None -> :func:`default_root`.
         split: e.g. "train"/"test"; SVHN also "extra", STL-10 "unlabeled",
             digits "all", folder "train"/"val".
         download: fetch missing files from the canonical address and verify
-            their checksum (mnist, cifar10, cifar100, svhn, stl10).
+            their checksum (mnist, fashion_mnist, cifar10, cifar100, svhn, stl10).
         **options: reader options, e.g. ``labels="coarse"`` for cifar100,
             ``size=224`` / ``mode="L"`` for folder.
 

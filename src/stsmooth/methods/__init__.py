@@ -29,7 +29,7 @@ Layer 3: imports from the core and the parts only.
 
 from __future__ import annotations
 
-from stsmooth.methods import byol, fixmatch, mean_teacher, moco, supervised
+from stsmooth.methods import byol, fixmatch, mean_teacher, moco, supervised, temporal_ensembling
 from stsmooth.methods.contract import Method
 
 #: Every method, in display order; ``method=<name>`` in a config selects one.
@@ -38,6 +38,7 @@ METHODS: dict[str, Method] = {
     "moco": moco,
     "fixmatch": fixmatch,
     "mean_teacher": mean_teacher,
+    "temporal_ensembling": temporal_ensembling,
     "supervised": supervised,
 }
 

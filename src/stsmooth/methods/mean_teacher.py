@@ -9,8 +9,12 @@ network); the student sees one copy, the teacher the other. The loss is
 with ``C`` the mean squared error between softmax outputs (default, 004 §3.4
 finds it better) or KL(teacher || student), and ``w(t) = w * exp(-5 (1 - t)^2)``
 ramped up over the first ``rampup_steps`` (004 §3, ``schedules.sigmoid_rampup``).
-The EMA decay 0.99 during ramp-up and 0.999 after (004 §3.4) is a teacher
-schedule (``schedules.two_phase``), set in the recipe's ``teacher.*`` keys.
+As in both of 004's releases, the labeled cross-entropies are summed and divided
+by the whole minibatch, labeled + unlabeled (:func:`class_loss`), and ``C`` and the
+logit distance are averaged over all images of the minibatch (and over classes for
+the squared errors): with 1 labeled image in 4, the class term is a quarter of a
+labeled-only mean. The EMA decay 0.99 during ramp-up and 0.999 after (004 §3.4)
+is a teacher schedule (``schedules.two_phase``), set in the recipe's ``teacher.*`` keys.
 
 Decoupled variant (004 §3.4, Figure 4(e)): two heads; the class head gets the
 cross-entropy, the consistency head is pulled to the teacher's class output, and
@@ -85,7 +89,9 @@ def softmax_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> t
             Π-model's from the student, with them).
 
     Returns:
-        Scalar mean_{n,k} (softmax(s)_{nk} - softmax(t)_{nk})^2.
+        Scalar mean_{n,k} (softmax(s)_{nk} - softmax(t)_{nk})^2: CuriousAI/mean-teacher
+        ``pytorch/mean_teacher/losses.py`` ``softmax_mse_loss`` (summed, / K) divided
+        by ``minibatch_size`` in ``pytorch/main.py``.
     """
     return F.mse_loss(torch.softmax(student_logits, 1), torch.softmax(teacher_logits, 1), reduction="mean")
 
@@ -98,11 +104,32 @@ def softmax_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> to
         teacher_logits: (N, K) target (gradients flow into it unless detached).
 
     Returns:
-        Scalar mean_n sum_k p_t (log p_t - log p_s).
+        Scalar mean_n sum_k p_t (log p_t - log p_s): ``softmax_kl_loss`` (summed) of the
+        same release divided by ``minibatch_size``.
     """
     log_p_s = torch.log_softmax(student_logits, 1)
     log_p_t = torch.log_softmax(teacher_logits, 1)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+
+
+def class_loss(labeled_logits: torch.Tensor, labels: torch.Tensor, minibatch_size: int) -> torch.Tensor:
+    """Cross-entropy summed over the labeled images, divided by the whole minibatch.
+
+    Both releases of 004 do this, so the class term's weight relative to the
+    consistency term depends on the labeled share of the batch: CuriousAI/mean-teacher
+    ``pytorch/main.py`` (``CrossEntropyLoss(size_average=False, ignore_index=NO_LABEL)``
+    then ``/ minibatch_size``) and ``tensorflow/mean_teacher/model.py``
+    ``classification_costs`` ("mean over all examples, not just labeled examples").
+
+    Args:
+        labeled_logits: (B_l, K) logits of the labeled images.
+        labels: (B_l,) int64 class labels.
+        minibatch_size: N = labeled + unlabeled images in the minibatch (>= B_l).
+
+    Returns:
+        Scalar sum_b CE(labeled_logits_b, labels_b) / N.
+    """
+    return F.cross_entropy(labeled_logits, labels, reduction="sum") / minibatch_size
 
 
 def logit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -146,7 +173,8 @@ class MeanTeacher(MethodModel):
             step: global step, for the consistency ramp-up.
 
         Returns:
-            (scalar loss, logs with loss, loss_l, loss_c, w (current consistency weight)
+            (scalar loss, logs with loss, loss_l (labeled cross-entropy summed / all
+            B + mu*B images, :func:`class_loss`), loss_c, w (current consistency weight)
             and, for two heads, logit_dist).
         """
         cfg = self.cfg
@@ -164,7 +192,7 @@ class MeanTeacher(MethodModel):
                 target = teacher(x_t)
         else:  # Π-model: a second noisy pass of the student, trained through as well
             target = self.student(x_t)
-        loss_l = F.cross_entropy(class_logits[:n_l], y_l)
+        loss_l = class_loss(class_logits[:n_l], y_l, x.shape[0])
         loss_c = self._cost(cons_logits, target)
         w = consistency_weight(cfg, step)
         loss = loss_l + w * loss_c

@@ -10,6 +10,7 @@ Backbones (paper 000 §4.1, paper 004):
 | ``wrn28_8``  | FixMatch's WRN-28-8 (CIFAR-100)          | 512          | num_classes, dropout, in_channels |
 | ``convnet13``| Mean Teacher's 13-layer ConvNet          | 128          | num_classes, dropout, in_channels, weight_norm |
 | ``digits_cnn``| small CNN for 8×8 digits                | 128          | num_classes, in_channels, width |
+| ``fmnist_cnn``| the same, stride-2 first layer, 28×28   | 64           | num_classes, in_channels, width |
 
 Every backbone has ``num_features`` and ``forward_features(x) -> (B,
 num_features)``. ``num_classes`` defaults to 0 everywhere: ``fc`` is then
@@ -28,7 +29,7 @@ from stsmooth.models.base import Backbone
 from stsmooth.models.convnet13 import ConvNet13, convnet13
 from stsmooth.models.heads import MLP
 from stsmooth.models.resnet import ResNet, resnet18, resnet50
-from stsmooth.models.small import DigitsCNN, digits_cnn
+from stsmooth.models.small import DigitsCNN, digits_cnn, fmnist_cnn
 from stsmooth.models.wide_resnet import WideResNet, wrn28_2, wrn28_8
 
 _FACTORIES: dict[str, Callable[..., Backbone]] = {
@@ -38,6 +39,7 @@ _FACTORIES: dict[str, Callable[..., Backbone]] = {
     "wrn28_8": wrn28_8,
     "convnet13": convnet13,
     "digits_cnn": digits_cnn,
+    "fmnist_cnn": fmnist_cnn,
 }
 
 
@@ -82,6 +84,6 @@ def build(name: str, **options_: object) -> nn.Module:
 
 __all__ = [
     "Backbone", "ConvNet13", "DigitsCNN", "MLP", "ResNet", "WideResNet",
-    "build", "convnet13", "digits_cnn", "names", "options",
+    "build", "convnet13", "digits_cnn", "fmnist_cnn", "names", "options",
     "resnet18", "resnet50", "wrn28_2", "wrn28_8",
 ]

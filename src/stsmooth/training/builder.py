@@ -97,7 +97,9 @@ def build_model(cfg: RunConfig, method: Method, meta: dict,
     if device.type == "cuda" and cfg.amp:
         model.to(memory_format=torch.channels_last)
     t = cfg.teacher
+    # Runs with different seeds must not share their draws; an explicit teacher.seed still wins.
+    draw_seed = cfg.seed if t.seed is None else t.seed
     # nonfinite="ignore": the loop checks the loss lazily instead of syncing on every update.
     teacher = Teacher(model.student, momentum=t.momentum, preserve_prob=t.preserve_prob,
-                      granularity=t.granularity, norm=t.norm, seed=t.seed, nonfinite="ignore")
+                      granularity=t.granularity, norm=t.norm, seed=draw_seed, nonfinite="ignore")
     return model, teacher, augment

@@ -34,8 +34,8 @@ from omegaconf import errors as oc_errors
 from stsmooth.core.norm import NORMS
 from stsmooth.core.smoothing import GRANULARITIES
 from stsmooth.data.splits import UNLABELED
-from stsmooth.methods import METHODS, byol, fixmatch, mean_teacher, moco, supervised
-from stsmooth.training import optim
+from stsmooth.methods import METHODS, byol, fixmatch, mean_teacher, moco, supervised, temporal_ensembling
+from stsmooth.training import loggers, optim
 
 MOMENTUM_SCHEDULES = ("constant", "cosine", "mean_teacher", "two_phase", "linear")  # of core.schedules
 PRESERVE_SCHEDULES = ("constant", "cosine", "linear")  # p needs no warm-up or phase switch
@@ -49,7 +49,8 @@ class DataConfig:
     name: str = "digits"  # digits|mnist|cifar10|cifar100|svhn|stl10|npz|folder
     root: Optional[str] = None  # folder/file of the data set; None = the loader's default
     download: bool = False  # fetch (checksum-verified) when missing
-    image_size: int = 0  # side of the training crops; 0 = the data set's native size
+    image_size: int = 0  # side of the training crops; 0 = the data set's native size (folder: its images' one size)
+    channels: int = 0  # folder only: 1 (grayscale) or 3 (RGB); 0 = 1 when every image is grayscale, else 3
     train_split: str = "train"  # stl10 self-supervised: "unlabeled"
     test_split: str = "test"  # split used for kNN / accuracy evaluation
     labels_per_class: Optional[int] = None  # semi-supervised: e.g. 4 for CIFAR-10@40 (000 Table 6)
@@ -57,7 +58,8 @@ class DataConfig:
     split_seed: int = 0  # seeds 0/1/2 give the three standard label splits (000 §4.5)
     unlabeled: str = "all"  # all: labeled images also feed the unlabeled loss (FixMatch) | rest
     unlabeled_split: Optional[str] = None  # extra unlabeled split: stl10 "unlabeled", svhn "extra"
-    decode_size: int = 0  # folder: decode side before cropping; 0 = image_size * 8 / 7 (256 for 224)
+    decode_size: int = 0  # folder: decode side before cropping; 0 = image_size * 8 / 7 (256 for 224),
+    #                       or the images' own size when image_size comes from the folder
     num_workers: int = 8  # folder data sets only: DataLoader decoding workers
 
 
@@ -98,7 +100,7 @@ class TeacherConfig:
     momentum_switch_epochs: float = 0.0  # two_phase: epochs at the first value (004 §3.4 ramp-up)
     preserve_schedule: str = "constant"  # constant|cosine|linear
     preserve_final: float = 0.7  # end value of the p schedule
-    seed: int = 0  # seed of the spatial-ensemble draws (same on all ranks)
+    seed: Optional[int] = None  # seed of the spatial-ensemble draws (same on all ranks); None = the run's seed
 
 
 @dataclass
@@ -110,7 +112,7 @@ class OptimConfig:
     momentum: float = 0.9  # 000 §4.1
     weight_decay: float = 1e-4  # 000 §4.1 (FixMatch CIFAR-10 5e-4)
     nesterov: bool = False  # FixMatch: true
-    exclude_bias_bn: bool = False  # no weight decay / LARS scaling on biases and BN (BYOL LARS)
+    exclude_bias_bn: bool = False  # no weight decay / LARS scaling on biases and BN (BYOL; FixMatch releases)
     lars_eta: float = 0.001  # LARS trust coefficient (You et al. 2017)
     schedule: str = "cosine"  # cosine|constant|step|fixmatch (cos(7 pi k / 16 K))
     milestones: List[float] = field(default_factory=list)  # step: epochs where lr *= 0.1
@@ -144,7 +146,7 @@ class RunConfig:
     overrides; :func:`load` merges them and :func:`validate` checks them.
     """
 
-    method: str = "byol"  # byol|moco|fixmatch|mean_teacher|supervised: a key of stsmooth.methods.METHODS
+    method: str = "byol"  # byol|moco|fixmatch|mean_teacher|temporal_ensembling|supervised: a key of METHODS
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -160,11 +162,15 @@ class RunConfig:
     device: str = "auto"  # auto|cpu|cuda|cuda:N
     progress: bool = True  # tqdm bar on the main rank
     export: bool = True  # write teacher/student safetensors at the end
+    log: str = "tensorboard"  # experiment logs besides metrics.csv: tensorboard,mlflow,wandb,none (comma-separated)
+    log_project: str = "stsmooth"  # MLflow experiment / W&B project
     # One section per method (each method file's Config); only the section of `method` is read.
     byol: byol.Config = field(default_factory=byol.Config)  # methods/byol.py (BYOL §3.3, 000 §4.1)
     moco: moco.Config = field(default_factory=moco.Config)  # methods/moco.py (MoCo v2, 000 §4.1)
     fixmatch: fixmatch.Config = field(default_factory=fixmatch.Config)  # methods/fixmatch.py (000 §4.1, 003 §4.1)
     mean_teacher: mean_teacher.Config = field(default_factory=mean_teacher.Config)  # methods/mean_teacher.py (004)
+    temporal_ensembling: temporal_ensembling.Config = field(
+        default_factory=temporal_ensembling.Config)  # methods/temporal_ensembling.py (Laine & Aila 2017)
     supervised: supervised.Config = field(default_factory=supervised.Config)  # methods/supervised.py (004 baseline)
 
 
@@ -249,6 +255,7 @@ def validate(cfg: RunConfig) -> None:
     _check_choice("optim.name", o.name, optim.OPTIMIZERS)
     _check_choice("optim.schedule", o.schedule, optim.LR_SCHEDULES)
     _check_choice("norm_baseline", cfg.norm_baseline, NORM_BASELINES)
+    loggers.parse(cfg.log)
     if o.lr <= 0 or o.batch_size <= 0 or o.epochs <= 0:
         raise ValueError(f"optim.lr={o.lr}, optim.batch_size={o.batch_size}, optim.epochs={o.epochs} must be > 0")
     if o.steps_per_epoch < 0 or o.warmup_epochs < 0:
@@ -266,6 +273,12 @@ def validate(cfg: RunConfig) -> None:
     if d.labels_per_class is not None and d.label_fraction is not None:
         raise ValueError("set only one of data.labels_per_class and data.label_fraction")
     _check_choice("data.unlabeled", d.unlabeled, UNLABELED)
+    _check_choice("data.channels", d.channels, (0, 1, 3))
+    if d.channels and d.name != "folder":
+        raise ValueError(f"data.channels={d.channels} applies to data.name=folder only (data.name={d.name!r} "
+                         f"has its own channels); leave it 0")
+    if d.image_size < 0 or d.decode_size < 0:
+        raise ValueError(f"data.image_size={d.image_size} and data.decode_size={d.decode_size} must be >= 0")
     if cfg.norm_baseline == "shufflebn" and t.norm != "batch":
         raise ValueError(f"norm_baseline=shufflebn needs teacher.norm=batch (ShuffleBN normalises with batch "
                          f"statistics), got teacher.norm={t.norm!r}")

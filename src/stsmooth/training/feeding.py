@@ -2,9 +2,11 @@
 
 * self-supervised: ``{"x": uint8 (B, C, H, W), "y": int64 (B,)}`` from one
   loader over the training split; an epoch is one pass.
-* semi-supervised: ``{"x_l", "y_l", "x_u"}``: B labeled images and mu x B
-  unlabeled ones. The unlabeled loader defines the epoch (the labeled one,
-  much smaller, cycles through its own passes), as in FixMatch.
+* semi-supervised: ``{"x_l", "y_l", "x_u", "i_u"}``: B labeled images and mu x B
+  unlabeled ones with their indices into the unlabeled set (per-sample state such
+  as Temporal Ensembling's prediction ensemble is kept by index). The unlabeled
+  loader defines the epoch (the labeled one, much smaller, cycles through its own
+  passes), as in FixMatch.
 
 Batches are the global batch split across ranks: every loader is sharded by
 ``(rank, world_size)`` (every ``world_size``-th index of one permutation), so
@@ -21,18 +23,24 @@ from typing import Iterator
 from stsmooth.data import loader_for
 
 
-def cycle_from(loader, start_batch: int) -> Iterator:
+def cycle_from(loader, start_batch: int, with_index: bool = False) -> Iterator:
     """Endless batches of ``loader`` starting at overall batch index ``start_batch``.
 
     Pass ``e`` of the loader is ``set_epoch(e)``; batch ``i`` overall is batch
-    ``i % len(loader)`` of pass ``i // len(loader)``.
+    ``i % len(loader)`` of pass ``i // len(loader)``. With ``with_index`` each
+    batch gets a third item, the (B,) int64 indices of its images in the set:
+    both loaders cut their pass's ``order()`` into consecutive batches.
     """
     n = len(loader)
     epoch, skip = divmod(start_batch, n)
     while True:
         loader.set_epoch(epoch)
+        order = loader.order() if with_index else None
         for i, batch in enumerate(loader):
             if i >= skip:
+                if with_index:
+                    idx = order[i * loader.batch_size : (i + 1) * loader.batch_size]
+                    batch = (*batch, idx.to(batch[0].device))
                 yield batch
         epoch, skip = epoch + 1, 0
 
@@ -62,13 +70,14 @@ class SelfSupervisedFeed:
 
 
 class SemiSupervisedFeed:
-    """Batches ``{"x_l", "y_l", "x_u"}`` from labeled and unlabeled sets.
+    """Batches ``{"x_l", "y_l", "x_u", "i_u"}`` from labeled and unlabeled sets.
 
     Args:
         labeled: ImageSet of the labeled subset.
         unlabeled: ImageSet of the unlabeled images (or None when ``mu == 0``).
         batch_size: this rank's labeled batch B (global / world size).
-        mu: unlabeled images per labeled one; ``x_u`` has mu x B images.
+        mu: unlabeled images per labeled one; ``x_u`` has mu x B images, ``i_u``
+            their indices into ``unlabeled``.
         steps_per_epoch: 0 = one pass over the unlabeled set (the labeled set when mu == 0).
     """
 
@@ -91,11 +100,12 @@ class SemiSupervisedFeed:
     def epoch(self, epoch: int) -> Iterator[dict]:
         start = epoch * self.steps_per_epoch
         labeled = cycle_from(self.labeled, start)
-        unlabeled = cycle_from(self.unlabeled, start) if self.unlabeled is not None else None
+        unlabeled = cycle_from(self.unlabeled, start, with_index=True) if self.unlabeled is not None else None
         for _ in range(self.steps_per_epoch):
             x_l, y_l = next(labeled)
             batch = {"x_l": x_l, "y_l": y_l}
             if unlabeled is not None:
-                batch["x_u"] = next(unlabeled)[0]
+                x_u, _, i_u = next(unlabeled)
+                batch["x_u"], batch["i_u"] = x_u, i_u
             yield batch
 

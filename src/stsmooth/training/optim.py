@@ -31,7 +31,15 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_bias_bn: bool) -
     """Splits trainable parameters into decayed and (optionally) undecayed groups.
 
     With ``exclude_bias_bn`` every tensor of rank <= 1 (biases, BatchNorm
-    weights) gets no weight decay and no LARS trust ratio, as in BYOL.
+    weights and biases) gets no weight decay and no LARS trust ratio, as the
+    releases do: kekmodel/FixMatch-pytorch ``train.py`` (``no_decay = ['bias', 'bn']``),
+    google-research/fixmatch ``fixmatch.py`` (L2 on ``kernel`` variables only) and
+    EMAN's ``main_byol.py`` (``collect_params(exclude_bias_and_bn=True)``). The EMAN
+    FixMatch release (``main_fixmatch.py``) decays every parameter.
+
+    Returns:
+        One group ``{"params", "weight_decay"}``, or two: decayed (rank >= 2) and
+        undecayed (rank <= 1, ``"lars": False``).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not exclude_bias_bn:

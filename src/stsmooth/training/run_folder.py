@@ -3,6 +3,7 @@
     {out}/config.yaml            resolved configuration
     {out}/metrics.csv            one row per epoch (loss, lr, m, p, evaluations)
     {out}/events.*               TensorBoard events (when tensorboard is installed)
+    (and MLflow / W&B runs with ``log=mlflow`` / ``log=wandb``: see stsmooth.training.loggers)
     {out}/curves.png             training curves (see stsmooth.training.curves)
     {out}/checkpoints/last.pt    last checkpoint, written atomically
     {out}/results.json           final evaluation
@@ -21,6 +22,7 @@ import os
 from pathlib import Path
 
 from stsmooth.training import config as config_mod
+from stsmooth.training import loggers
 
 
 class MetricsCSV:
@@ -65,16 +67,6 @@ class MetricsCSV:
         os.replace(tmp, self.path)
 
 
-def _tag(key: str) -> str:
-    """TensorBoard tag: teacher/…, student/…, smoothness/…, train/…."""
-    for prefix in ("teacher_", "student_"):
-        if key.startswith(prefix):
-            return prefix[:-1] + "/" + key[len(prefix):]
-    if key.endswith("_msd"):
-        return "smoothness/" + key
-    return "train/" + key
-
-
 def _cell(value):
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(value)
@@ -94,7 +86,8 @@ class RunFolder:
         self.active = active
         self.checkpoint = self.root / "checkpoints" / "last.pt"
         self.metrics = None
-        self._tb = None
+        self._loggers: list[loggers.Logger] = []
+        self._log_setup = ("tensorboard", {}, "stsmooth")
         if active:
             self.root.mkdir(parents=True, exist_ok=True)
             self.metrics = MetricsCSV(self.root / "metrics.csv")
@@ -102,29 +95,23 @@ class RunFolder:
     def save_config(self, cfg: config_mod.RunConfig) -> None:
         if self.active:
             config_mod.save(cfg, self.root / "config.yaml")
+            self._log_setup = (cfg.log, config_mod.to_dict(cfg), cfg.log_project)
 
     def start(self, resumed_step: int | None) -> None:
         """Prepares logging: keeps earlier rows on resume, starts afresh otherwise."""
         if not self.active:
             return
         self.metrics.truncate(resumed_step if resumed_step is not None else -1)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            self._tb = None
-        else:
-            self._tb = SummaryWriter(str(self.root), purge_step=resumed_step)
+        spec, config, project = self._log_setup
+        self._loggers = loggers.build(spec, self.root, config, project, resumed_step)
 
     def log(self, row: dict) -> None:
-        """One metrics row (must hold ``step``); also sent to TensorBoard."""
+        """One metrics row (must hold ``step``); also sent to the experiment logs (``log=``)."""
         if not self.active:
             return
         self.metrics.append(row)
-        if self._tb is not None:
-            for key, value in row.items():
-                if key not in ("step", "epoch") and isinstance(value, (int, float)) and not math.isnan(value):
-                    self._tb.add_scalar(_tag(key), value, row["step"])
-            self._tb.flush()
+        for logger in self._loggers:
+            logger.log(row)
 
     def write_json(self, name: str, data: dict) -> Path | None:
         if not self.active:
@@ -135,7 +122,8 @@ class RunFolder:
         os.replace(tmp, path)
         return path
 
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+    def close(self, failed: bool = False) -> None:
+        """Ends the experiment logs, which take ``curves.png``/``results.json`` if written by now."""
+        for logger in self._loggers:
+            logger.close(self.root, failed)
+        self._loggers = []

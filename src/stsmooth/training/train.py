@@ -62,8 +62,10 @@ def random_state_seed(seed: int, rank: int, epoch: int) -> int:
 def teacher_schedules(tcfg: TeacherConfig, steps_per_epoch: int, total_steps: int):
     """(m_k, p_k) schedules of the global step from a ``TeacherConfig``."""
     momentum = schedules.build(tcfg.momentum_schedule, tcfg.momentum, total_steps, final=tcfg.momentum_final,
-                               switch_step=round(tcfg.momentum_switch_epochs * steps_per_epoch))
-    preserve = schedules.build(tcfg.preserve_schedule, tcfg.preserve_prob, total_steps, final=tcfg.preserve_final)
+                               switch_step=round(tcfg.momentum_switch_epochs * steps_per_epoch),
+                               key="teacher.momentum")
+    preserve = schedules.build(tcfg.preserve_schedule, tcfg.preserve_prob, total_steps, final=tcfg.preserve_final,
+                               key="teacher.preserve_prob")
     return momentum, preserve
 
 
@@ -260,9 +262,11 @@ def run(cfg: RunConfig) -> dict:
                 state["seconds"] = elapsed_before + time.perf_counter() - start_time
                 ckpt.save(state, folder.checkpoint)
             dist.barrier()
+    except BaseException:
+        folder.close(failed=True)
+        raise
     finally:
         progress.close()
-        folder.close()
     if not final_metrics:  # a resumed run that had already finished
         final_metrics = s.monitor.evaluate(model.student, teacher)
     results = _results(s, final_metrics, init_metrics, elapsed_before + time.perf_counter() - start_time)
@@ -274,6 +278,7 @@ def run(cfg: RunConfig) -> dict:
         if cfg.export:
             export_backbones(model, teacher, folder.root)
         curves.plot(folder.root / "metrics.csv", folder.root / "curves.png", title=f"{cfg.method} {Path(cfg.out).name}")
+    folder.close()  # after curves.png and results.json: the experiment logs keep them as files
     return results
 
 
