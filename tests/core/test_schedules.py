@@ -90,16 +90,3 @@ def test_schedule_held_or_not_from_zero_is_silent(name, value, final):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         schedules.build(name, value, 10, final=final, key="teacher.momentum")
-
-
-def test_training_names_the_config_key():
-    from stsmooth.training.config import TeacherConfig
-    from stsmooth.training.train import teacher_schedules
-
-    tcfg = TeacherConfig(momentum=0.0, momentum_schedule="cosine", preserve_prob=0.0, preserve_schedule="linear")
-    with pytest.warns(UserWarning) as record:
-        momentum, preserve = teacher_schedules(tcfg, steps_per_epoch=10, total_steps=100)
-    messages = sorted(str(w.message) for w in record)
-    assert messages[0].startswith("teacher.momentum=0.0 with the 'cosine' schedule goes from 0 to 1.0")
-    assert messages[1].startswith("teacher.preserve_prob=0.0 with the 'linear' schedule goes from 0 to 0.7")
-    assert momentum(50) == pytest.approx(0.5) and preserve(50) == pytest.approx(0.35)

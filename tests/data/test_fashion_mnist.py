@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from stsmooth.data import default_root, download, load, registry
+from stsmooth.data import download, registry
 from stsmooth.data.download import ChecksumError, Resource, gunzip_digest
 from stsmooth.data.mnist import FASHION_CLASSES, FILES
+from stsmooth.data.registry import default_root, load
 
 DEBIAN = registry.SYSTEM_ROOTS["fashion_mnist"][0]
 HAVE_DEBIAN = all((DEBIAN / f"{n}.gz").is_file() for pair in FILES.values() for n in pair)

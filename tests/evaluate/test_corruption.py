@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stsmooth.data import ImageSet
+from stsmooth.data.imageset import ImageSet
 from stsmooth.evaluate import corruption_ops as ops
 from stsmooth.evaluate.corruption import (
     CORRUPTIONS,

@@ -22,7 +22,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 from lightning_net import Net, loader, student_net, trainer  # noqa: E402
 
-from stsmooth import Teacher, schedules  # noqa: E402
+from stsmooth.core import schedules  # noqa: E402
+from stsmooth.core.teacher import Teacher  # noqa: E402
 from stsmooth.integrations.lightning import TeacherCallback  # noqa: E402
 
 

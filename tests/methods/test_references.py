@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stsmooth import Teacher
+from stsmooth.core.teacher import Teacher
 from stsmooth.methods import byol, fixmatch, moco
 from stsmooth.methods import mean_teacher as mt
 from stsmooth.methods.supervised import Classifier

@@ -29,6 +29,18 @@ def test_teacher_schedules_are_functions_of_the_step():
     assert (m(19), m(20)) == (0.99, 0.999)
 
 
+def test_teacher_schedules_warn_naming_the_config_key():
+    # m=0 / p=0 given a schedule that leaves 0 (issue 8 item 9): the warning names the key
+    tcfg = config.TeacherConfig(momentum=0.0, momentum_schedule="cosine", preserve_prob=0.0,
+                                preserve_schedule="linear")
+    with pytest.warns(UserWarning) as record:
+        momentum, preserve = train.teacher_schedules(tcfg, steps_per_epoch=10, total_steps=100)
+    messages = sorted(str(w.message) for w in record)
+    assert messages[0].startswith("teacher.momentum=0.0 with the 'cosine' schedule goes from 0 to 1.0")
+    assert messages[1].startswith("teacher.preserve_prob=0.0 with the 'linear' schedule goes from 0 to 0.7")
+    assert momentum(50) == pytest.approx(0.5) and preserve(50) == pytest.approx(0.35)
+
+
 def _final_state(out):
     state = checkpoint.load(Path(out) / "checkpoints/last.pt")
     return state

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from stsmooth import Teacher
+from stsmooth.core.teacher import Teacher
 
 
 def ref_eman_update(ema_state, student_state, m):
