@@ -74,11 +74,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """``stsmooth eval PROTOCOL CHECKPOINT [key=value ...]`` (:mod:`stsmooth.training.checkpoint_eval`)."""
     from stsmooth.evaluate.runner import format_table
-    from stsmooth.training.checkpoint_eval import evaluate_checkpoint, write_metrics
+    from stsmooth.training.checkpoint_eval import evaluate_checkpoint, evaluate_corruption, write_metrics
 
     if args.protocol == "corruption":  # 15 corruptions x 5 severities; writes its own json/md/png
-        from stsmooth.evaluate.corruption import main as corruption_main
-        return corruption_main(args.checkpoint, args.overrides, args.out)
+        report, paths = evaluate_corruption(args.checkpoint, args.overrides, args.out)
+        print(report)
+        print(f"written: {', '.join(str(p) for p in paths.values())}")
+        return 0
     which, metrics = evaluate_checkpoint(args.protocol, args.checkpoint, args.overrides)
     print(f"{args.protocol} evaluation of the {which} in {args.checkpoint}")
     print(format_table(metrics))
@@ -113,9 +115,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from stsmooth.evaluate.runner import KINDS
-
-    protocols = (*KINDS, "corruption")
+    from stsmooth.training.checkpoint_eval import PROTOCOLS
 
     p = argparse.ArgumentParser(prog="stsmooth", description="Teacher smoothing (TMA, SE, STS, EMAN) for "
                                 "student-teacher learning.")
@@ -124,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("rest", nargs="*", metavar="RECIPE [key=value ...]")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("eval", help="evaluate a checkpoint: stsmooth eval knn CHECKPOINT [key=value ...]")
-    e.add_argument("protocol", metavar="PROTOCOL", help=" | ".join(protocols))
+    e.add_argument("protocol", metavar="PROTOCOL", help=" | ".join(PROTOCOLS))
     e.add_argument("checkpoint", metavar="CHECKPOINT")
     e.add_argument("overrides", nargs="*", metavar="key=value")
     e.add_argument("--out", default=None, help="metrics JSON (default: next to the checkpoint)")

@@ -22,7 +22,8 @@ Corrupted images come from one of two sources:
   first) plus ``<root>/labels.npy``. Images already at the model's size are used
   as they are (ImageNet-C's are 224-px crops).
 
-Which classifier gives the top-1 (``stsmooth eval corruption CKPT``):
+Which classifier gives the top-1 (``stsmooth eval corruption CKPT``, run by
+:func:`stsmooth.training.checkpoint_eval.evaluate_corruption`):
 
 * semi-supervised checkpoints: the network's own classifier head;
 * self-supervised checkpoints: a classifier fitted once on *clean* training
@@ -46,6 +47,9 @@ import numpy as np
 import torch
 
 from stsmooth.augment.base import fit_to_size
+from stsmooth.data.folder import FolderSet
+from stsmooth.data.imageset import ImageSet, to_float
+from stsmooth.data.registry import loader_for
 from stsmooth.evaluate.corruption_ops import (
     CORRUPTIONS,
     SEVERITIES,
@@ -54,12 +58,10 @@ from stsmooth.evaluate.corruption_ops import (
     corrupt,
     table_for,
 )
-from stsmooth.evaluate.features import eval_mode
 
 __all__ = ["CORRUPTIONS", "SEVERITIES", "check_precomputed", "compare", "corrupt", "corruption", "format_markdown",
-           "imagenet_c_set", "main", "read_cifar_c", "table_for", "write_outputs"]
+           "imagenet_c_set", "read_cifar_c", "split_results", "table_for", "write_outputs"]
 
-PROTOCOLS = ("linear", "knn")
 _ELEMENTS_PER_BATCH = 1 << 23  # default batch: ~8M pixel values (10,000 images at 28x28, 55 at 3x224x224)
 _FORWARD = 1024  # images per forward pass of a predictor
 
@@ -109,8 +111,6 @@ def read_cifar_c(root, corruption: str, severity: int, num_classes: int | None =
     Returns:
         ImageSet with uint8 images (N, C, H, W) and int64 labels (N,).
     """
-    from stsmooth.data import ImageSet
-
     root = Path(root)
     check_name(corruption)
     check_severity(severity)
@@ -132,8 +132,6 @@ def read_cifar_c(root, corruption: str, severity: int, num_classes: int | None =
 
 def imagenet_c_set(root, corruption: str, severity: int, num_classes: int | None = None, mode: str = "RGB"):
     """One cell of an ImageNet-C folder, ``<root>/<corruption>/<severity>/<class>/<image>``, as a FolderSet."""
-    from stsmooth.data import FolderSet
-
     check_name(corruption)
     check_severity(severity)
     check_precomputed(root, [corruption], [severity])
@@ -150,17 +148,10 @@ def _auto_batch(shape) -> int:
     return max(1, _ELEMENTS_PER_BATCH // max(1, int(np.prod(shape[1:]))))
 
 
-def _batches(images_set, batch_size: int, device):
+def _batches(images_set: ImageSet | FolderSet, batch_size: int, device):
     """(uint8 images, int64 labels) batches of an ImageSet or a FolderSet, in order, on ``device``."""
-    if hasattr(images_set, "images"):
-        for i in range(0, len(images_set), batch_size):
-            yield (images_set.images[i : i + batch_size].to(device, non_blocking=True),
-                   images_set.labels[i : i + batch_size].to(device))
-        return
-    from stsmooth.data import FolderLoader
-
-    workers = 0 if len(images_set) <= batch_size else None
-    yield from FolderLoader(images_set, batch_size, shuffle=False, drop_last=False, device=device, num_workers=workers)
+    workers = 0 if len(images_set) <= batch_size else None  # no decoding processes for one batch
+    yield from loader_for(images_set, batch_size, shuffle=False, drop_last=False, device=device, num_workers=workers)
 
 
 def _cell_seed(seed: int, batch: int, corruption: str, severity: int) -> int:
@@ -208,7 +199,7 @@ def corruption(predictors: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
         batch_size: images per batch; default ~8M pixel values per batch.
         device: where images are corrupted and classified (default CPU).
         transform: clean uint8 batch -> float in [0, 1] at the model's size (the
-            evaluation recipe); applied before corrupting. Default ``/255``.
+            evaluation recipe); applied before corrupting. Default :func:`~stsmooth.data.imageset.to_float`.
         size: the model's input side, to which precomputed images of another size
             are resized (shorter side, centre crop); default ``transform.size`` if any.
         table: ``"cifar"`` / ``"imagenet"`` parameters; default by image size
@@ -229,9 +220,9 @@ def corruption(predictors: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
         raise ValueError("predictors is empty; give at least one name -> network")
     _check_classes("the test set", getattr(test, "num_classes", None) or num_classes, num_classes)
     device = torch.device("cpu") if device is None else torch.device(device)
-    transform = transform if transform is not None else (lambda x: x.float() / 255)
+    transform = transform if transform is not None else to_float
     size = size if size is not None else getattr(transform, "size", None)
-    first = test.images[:1] if hasattr(test, "images") else test[0][0][None]
+    first = test.images[:1] if isinstance(test, ImageSet) else test[0][0][None]
     batch_size = batch_size or _auto_batch(transform(first.to(device)).shape)
     tally = _Tally(predictors)
     layout = check_precomputed(source, corruptions, severities) if source is not None else None
@@ -258,7 +249,7 @@ def corruption(predictors: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
                         else imagenet_c_set(source, c, s, num_classes, mode))
                 for images, labels in _batches(cell, batch_size, device):
                     if size is not None and tuple(images.shape[-2:]) != (size, size):
-                        images = fit_to_size(images.float() / 255, size)
+                        images = fit_to_size(to_float(images), size)
                     tally.add((c, s), images, labels)
             if progress:
                 print(f"corruption: {c} done", file=sys.stderr)
@@ -436,152 +427,12 @@ def write_outputs(results: dict, out_dir, comparisons: dict | None = None, basel
     return paths
 
 
-# ---------------------------------------------------------------- ``stsmooth eval corruption``
+def split_results(results: dict, names: list[str], prefix: str = "") -> dict:
+    """The part of :func:`corruption`'s ``results`` for the predictors ``names``, with ``prefix`` dropped from them.
 
-_OPTIONS = ("which", "protocol", "source", "baseline", "corruptions", "severities", "seed", "batch_size",
-            "table", "frost_images", "k", "temperature", "epochs", "lr", "weight_decay", "feature_batch_size")
-
-
-def _as_list(value, name):
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    elif not isinstance(value, (list, tuple)):
-        value = [value]
-    if not value:
-        raise ValueError(f"{name} is empty")
-    return list(value)
-
-
-def _load_checkpoint(path, dotted: list[str]):
-    """(config, meta, method kind, {"teacher": net, "student": net}, eval transform, device)."""
-    # The command line's part, kept here so cli.py only dispatches: it reaches up into training.
-    from stsmooth.methods import METHODS
-    from stsmooth.training import builder, checkpoint, config
-
-    state = checkpoint.load(path)
-    cfg = config.from_dict(state["config"], dotted)
-    device = builder.resolve_device(cfg.device)
-    method = METHODS[cfg.method]
-    model, teacher, augment = builder.build_model(cfg, method, state["meta"], device)
-    model.load_state_dict(state["model"])
-    teacher.load_state_dict(state["teacher"])
-    nets = {"teacher": teacher.module, "student": model.student}
-    return cfg, state["meta"], method.kind, nets, augment["eval"], device
-
-
-def _predictors(nets: dict, kind, protocol: str, bank, transform, device, num_classes: int, opts: dict,
-                log) -> dict:
-    """Class scorers per network: its head (a classifier method), else a classifier fitted on clean bank features."""
-    if not kind.knn:
-        return dict(nets)
-    from stsmooth.evaluate.features import labelled_features
-    from stsmooth.evaluate.knn import knn_scores
-    from stsmooth.evaluate.linear import train_linear
-    from stsmooth.training.monitor import Features
-
-    out = {}
-    for name, net in nets.items():
-        features = Features(net)
-        f_train, y_train = labelled_features(features, bank, opts.get("feature_batch_size", 256), device, transform)
-        if protocol == "knn":
-            k, t = opts.get("k", 20), opts.get("temperature", 0.07)
-
-            def score(x, features=features, f_train=f_train, y_train=y_train, k=k, t=t):
-                return knn_scores(f_train, y_train, features(x).float(), k=k, temperature=t, num_classes=num_classes)
-        else:
-            linear = {key: opts[key] for key in ("epochs", "lr", "weight_decay") if key in opts}
-            head = train_linear(f_train, y_train, num_classes, **linear)
-            log(f"corruption: linear probe of the {name} fitted on {len(f_train)} clean training features")
-
-            def score(x, features=features, head=head):
-                return head(features(x).float())
-        out[name] = score
-    return out
-
-
-def main(checkpoint, overrides: list[str], out=None) -> int:
-    """``stsmooth eval corruption CHECKPOINT [key=value ...] [--out DIR]``.
-
-    Keys: ``which`` (teacher | student | both, default both), ``protocol`` (linear | knn,
-    self-supervised checkpoints), ``source`` (precomputed set; default generate),
-    ``baseline`` (a checkpoint to compare with, e.g. the TMA run), ``corruptions`` and
-    ``severities`` (comma lists), ``seed``, ``batch_size``, ``table`` (cifar | imagenet),
-    ``frost_images`` (folder), ``k``, ``temperature``, ``epochs``, ``lr``, ``weight_decay``,
-    ``feature_batch_size``; dotted keys (``data.root=...``) override the run's config.
-    Writes corruption.json / .md / .png (and corruption_vs_baseline.png) into ``out``
-    (default: ``corruption/`` beside the checkpoint) and prints the tables.
+    E.g. ``split_results(results, ["baseline/teacher"], "baseline/")`` is the baseline's
+    results under the name ``teacher``, ready for :func:`compare`.
     """
-    import yaml
-
-    from stsmooth.training import run_data
-
-    dotted, opts = [], {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"argument {item!r} is not of the form key=value")
-        if "." in key:
-            dotted.append(item)
-            continue
-        if key not in _OPTIONS:
-            raise ValueError(f"unknown option {key!r} for eval corruption; allowed: {', '.join(_OPTIONS)}")
-        opts[key] = value if key in ("source", "baseline", "frost_images") else yaml.safe_load(value)
-    which = opts.get("which", "both")
-    if which not in ("teacher", "student", "both"):
-        raise ValueError(f"which={which!r} is not one of teacher, student, both")
-    protocol = opts.get("protocol", "linear")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol={protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    corruptions = [check_name(c) for c in _as_list(opts.get("corruptions", list(CORRUPTIONS)), "corruptions")]
-    severities = [check_severity(yaml.safe_load(s) if isinstance(s, str) else s)
-                  for s in _as_list(opts.get("severities", list(SEVERITIES)), "severities")]
-    if "source" in opts:
-        check_precomputed(opts["source"], corruptions, severities)
-
-    def log(text):
-        print(text, file=sys.stderr)
-
-    cfg, meta, kind, nets, transform, device = _load_checkpoint(checkpoint, dotted)
-    keep = ("teacher", "student") if which == "both" else (which,)
-    nets = {k: nets[k] for k in keep}
-    sets = run_data.load(cfg)
-    test = sets.test
-    num_classes = int(meta["num_classes"])
-    predictors = _predictors(nets, kind, protocol, sets.bank, transform, device, num_classes, opts, log)
-    bnets = {}
-    if "baseline" in opts:
-        bcfg, bmeta, bkind, bnets, _, _ = _load_checkpoint(opts["baseline"], dotted)
-        if (bmeta["num_classes"], bmeta["image_size"], bcfg.data.name) != (num_classes, meta["image_size"], cfg.data.name):
-            raise ValueError(f"baseline {opts['baseline']} was trained on {bcfg.data.name} ({bmeta['num_classes']} classes, "
-                             f"{bmeta['image_size']} px) but the checkpoint on {cfg.data.name} ({num_classes} classes, "
-                             f"{meta['image_size']} px)")
-        bnets = {k: bnets[k] for k in keep}
-        for name, p in _predictors(bnets, bkind, protocol, sets.bank, transform, device, num_classes, opts, log).items():
-            predictors["baseline/" + name] = p
-    all_nets = [*nets.values(), *bnets.values()]
-    with eval_mode(*all_nets):
-        results = corruption(predictors, test, source=opts.get("source"), corruptions=corruptions,
-                             severities=severities, seed=int(opts.get("seed", 0)), batch_size=opts.get("batch_size"),
-                             device=device, transform=transform, table=opts.get("table"),
-                             frost_images=opts.get("frost_images"), num_classes=num_classes, progress=True)
-    comparisons, baseline = None, None
-    if "baseline" in opts:
-        baseline = _split(results, [k for k in results["top1"] if k.startswith("baseline/")], "baseline/")
-        results = _split(results, list(keep), "")
-        comparisons = {name: compare(results, baseline, name) for name in keep}
-    how = ("the classifier head" if not kind.knn
-           else f"{'a linear probe' if protocol == 'linear' else 'kNN'} on clean training features")
-    note = f"Classifier: {how}." + (f" Baseline: {opts['baseline']}." if "baseline" in opts else "")
-    out_dir = Path(out) if out else Path(checkpoint).parent / "corruption"
-    out_dir = out_dir.parent if out_dir.suffix == ".json" else out_dir  # --out of the other protocols is a file
-    paths = write_outputs(results, out_dir, comparisons, baseline, title=str(checkpoint), note=note)
-    print(format_markdown(results, comparisons, str(checkpoint), note))
-    print(f"written: {', '.join(str(p) for p in paths.values())}")
-    return 0
-
-
-def _split(results: dict, names: list[str], prefix: str) -> dict:
-    """The part of ``results`` for ``names``, with ``prefix`` dropped from them."""
     out = {k: v for k, v in results.items() if not isinstance(v, dict)}
     for key in ("clean", "top1", "mean", "per_severity", "per_corruption"):
         out[key] = {n[len(prefix):]: results[key][n] for n in names}
