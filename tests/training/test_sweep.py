@@ -51,6 +51,15 @@ def test_bad_input_one_line(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+def test_submitit_parameters_are_read_as_config_values(tmp_path, capsys):
+    # --submitit KEY=VALUE goes through the config's key=value parser: numbers and strings typed
+    assert sweep._parameters(["timeout_min=120", "slurm_partition=gpu", "mem_gb=1.5"]) == \
+        {"timeout_min": 120, "slurm_partition": "gpu", "mem_gb": 1.5}
+    assert _error(["sweep", "byol_digits", "--out", str(tmp_path / "s"), "--grid", "teacher.momentum=0",
+                   "--seeds", "0", "--launcher", "submitit", "--submitit", "timeout_min"], capsys) == \
+        "--submitit 'timeout_min' is not of the form KEY=VALUE (e.g. timeout_min=120)"
+
+
 def test_dry_run_prints_the_commands(tmp_path, capsys):
     out = tmp_path / "s"
     argv = ["sweep", "byol_digits", "--grid", "teacher.preserve_prob=0,0.5,0.7", "--grid", "teacher.momentum=0,0.99",

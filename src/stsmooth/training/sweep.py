@@ -482,8 +482,8 @@ def metric_columns(rows: list[dict], axes: list[str]) -> list[str]:
     return [c for c in dict.fromkeys(c for r in rows for c in r) if c not in skip]
 
 
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for a single value)."""
+def sample_mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value) of a grid point's seeds."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
@@ -523,7 +523,7 @@ def summary_markdown(spec: Spec, rows: list[dict], command: str, missing: list[s
         cells = []
         for m in metrics:
             values = [float(r[m]) for r in members if r.get(m) not in (None, "")]
-            cells.append(_fmt(*mean_std(values)) if values else "—")
+            cells.append(_fmt(*sample_mean_std(values)) if values else "—")
         lines.append("| " + " | ".join([*key, str(len(members)), *cells]) + " |")
     if missing:
         lines += ["", f"Not finished ({len(missing)}): " + ", ".join(f"`{m}`" for m in missing)]
@@ -552,7 +552,7 @@ def plot(spec: Spec, rows: list[dict], metric: str, out: Path) -> Path | None:
 
     def stats(key):
         values = [float(r[metric]) for r in by_point.get(key, []) if r.get(metric) is not None]
-        return values, (mean_std(values) if values else (math.nan, None))
+        return values, (sample_mean_std(values) if values else (math.nan, None))
 
     n_seeds = max(len(v) for v in by_point.values())
     if len(axes) == 2:
@@ -659,15 +659,16 @@ def _seeds_and_overrides(args: argparse.Namespace) -> tuple[list[int] | None, li
 
 
 def _parameters(items: list[str]) -> dict:
-    import yaml
+    """``--submitit KEY=VALUE`` items as a dict, values read by the config's one ``key=value`` parser."""
+    from omegaconf import OmegaConf
 
-    out = {}
+    from stsmooth.training import config
+
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, _ = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--submitit {item!r} is not of the form KEY=VALUE (e.g. timeout_min=120)")
-        out[key] = yaml.safe_load(value)
-    return out
+    return OmegaConf.to_container(config.parse_overrides(items)) if items else {}
 
 
 def main(recipe: Path, argv: list[str], resolve=Path) -> int:
