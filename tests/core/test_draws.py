@@ -18,7 +18,7 @@ def py_word(seed, step, stream, c):
     x ^= x >> 15
     x = (x * 0x735A2D97) & M32
     x ^= x >> 15
-    return x
+    return x ^ 0x80000000
 
 
 def py_mix64(z):
@@ -40,6 +40,8 @@ def test_unit_bits_match_python_integers(seed, step, stream):
     counters = [0, 1, 2, 3, 1000, 65535, 65536, 2**31 - 1, 123456789]
     got = draws.unit_bits(seed, step, stream, torch.tensor(counters)).tolist()
     assert got == [py_word(seed, step, stream, c) for c in counters]
+    key = draws.step_key(seed, step, stream)
+    assert got == [draws.word(key, c) for c in counters]
 
 
 def test_draws_are_a_function_of_the_unit_only():

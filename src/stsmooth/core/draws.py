@@ -12,18 +12,21 @@ The draw (all arithmetic on unsigned 32-bit words, mod ``2**32``)::
     x ^= x >> 16;  x *= 0x21F0AAAD
     x ^= k1
     x ^= x >> 15;  x *= 0x735A2D97
-    x ^= x >> 15                                   # x: the unit's 32-bit uniform
-    keep  iff  x <  keep_threshold(p) = floor(p * 2**32)
-    moves iff  x >= keep_threshold(p)
+    x ^= x >> 15
+    w = x ^ 0x80000000                             # w: the unit's 32-bit uniform word
+    keep  iff  w <  keep_threshold(p) = floor(p * 2**32)
+    moves iff  w >= keep_threshold(p)
 
 The mixer is C. Wellons' ``lowbias32`` (hash-prospector, constants 0x21f0aaad /
 0x735a2d97, shifts 16/15/15) with the second key word xored in after the first round, so
 the draw depends on all 64 bits of the step key. Resolution: 32 bits; P(keep) =
 floor(p * 2**32) / 2**32, within 2**-32 of p (p = 0.999 is honoured to 2.3e-10).
 
-Torch has no unsigned 32-bit shifts, so :func:`unit_bits` works on int32 tensors holding
-the same bit patterns: multiplication and addition wrap (two's complement), and the
-arithmetic right shifts are masked to act as logical ones. The Triton kernel
+Torch has no unsigned 32-bit shifts or compares, so :func:`bits_` works on int32 tensors
+holding the same bit patterns: multiplication and addition wrap (two's complement), and
+the arithmetic right shifts are masked to act as logical ones. The last xor with the sign
+bit is why ``w`` is the word: read as a signed int32, ``x`` equals ``w - 2**31``, so
+``w >= T`` is the signed compare ``x >= T - 2**31`` with no extra pass. The Triton kernel
 (:mod:`stsmooth.core.triton_kernel`) computes the same words in uint32.
 
 Global unit index (``stream``, ``counter``) per granularity, over the plan of
@@ -56,8 +59,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["STREAM_SHARED", "keep", "keep_threshold", "moves", "neuron_stream", "step_key", "unit_bits",
-           "unit_uniforms"]
+__all__ = ["STREAM_SHARED", "bits_", "keep", "keep_threshold", "moves", "moves_from_bits", "neuron_stream",
+           "signed_threshold", "step_key", "unit_bits", "unit_uniforms", "word"]
 
 STREAM_SHARED = 0  # tensor, layer and channel draws; neuron-wise tensors take 1 + their id
 
@@ -108,19 +111,27 @@ def _xorshift_(x: Tensor, shift: int, tmp: Tensor) -> None:
     x.bitwise_xor_(tmp)
 
 
-def bits_(x: Tensor, key: tuple[int, int], tmp: Tensor | None = None) -> Tensor:
-    """In place: int32 ``x`` holding counters becomes their 32-bit draw words (as int32 bits).
+def bits_(x: Tensor, key: tuple[int, int], tmp: Tensor | None = None, offset: int = 0,
+          base: Tensor | None = None) -> Tensor:
+    """In place: int32 ``x`` holding counters becomes their hashes ``x`` of the recipe (int32 bits).
+
+    The word is ``w = x ^ 0x80000000``; as a signed int32, ``x = w - 2**31``.
 
     Args:
-        x: int32 counters, any shape; overwritten.
+        x: int32 counters, any shape; overwritten. With ``base``, x's content is ignored.
         key: ``(k0, k1)`` from :func:`step_key`.
         tmp: optional int32 scratch tensor of x's shape.
+        offset: added to every counter (a chunk's first counter when ``base`` is an arange).
+        base: int32 counters to read instead of x (x's shape); saves a copy.
 
     Returns:
         ``x``.
     """
     tmp = torch.empty_like(x) if tmp is None else tmp
-    x.add_(_i32(key[0]))
+    if base is None:
+        x.add_(_i32(key[0] + offset))
+    else:
+        torch.add(base, _i32(key[0] + offset), out=x)
     _xorshift_(x, 16, tmp)
     x.mul_(_C1)
     x.bitwise_xor_(_i32(key[1]))
@@ -128,6 +139,18 @@ def bits_(x: Tensor, key: tuple[int, int], tmp: Tensor | None = None) -> Tensor:
     x.mul_(_C2)
     _xorshift_(x, 15, tmp)
     return x
+
+
+def word(key: tuple[int, int], counter: int) -> int:
+    """One unit's word ``w`` in [0, 2**32), on Python ints (no tensor, no device): the recipe above."""
+    x = (counter + key[0]) & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * _C1) & 0xFFFFFFFF
+    x ^= key[1]
+    x ^= x >> 15
+    x = (x * _C2) & 0xFFFFFFFF
+    x ^= x >> 15
+    return x ^ 0x80000000
 
 
 def _counters(counter: Tensor) -> Tensor:
@@ -140,7 +163,7 @@ def _counters(counter: Tensor) -> Tensor:
 
 
 def unit_bits(seed: int, step: int, stream: int, counter: Tensor) -> Tensor:
-    """The 32-bit draw word of each unit, as int64 values in [0, 2**32).
+    """The 32-bit word ``w`` of each unit, as int64 values in [0, 2**32).
 
     Args:
         seed: the run's draw seed (any int; taken mod 2**64).
@@ -152,27 +175,33 @@ def unit_bits(seed: int, step: int, stream: int, counter: Tensor) -> Tensor:
         int64 tensor of counter's shape.
     """
     x = bits_(_counters(counter), step_key(seed, step, stream))
-    return x.to(torch.int64) & 0xFFFFFFFF
+    return x.to(torch.int64) + (1 << 31)
 
 
 def unit_uniforms(seed: int, step: int, stream: int, counter: Tensor) -> Tensor:
-    """Each unit's uniform ``u = word / 2**32`` in [0, 1) (float64, exact); it keeps iff ``u < p``
+    """Each unit's uniform ``u = w / 2**32`` in [0, 1) (float64, exact); it keeps iff ``u < p``
     up to the 32-bit resolution of :func:`keep_threshold`."""
     return unit_bits(seed, step, stream, counter).double() / 4294967296.0
 
 
-def moves_from_bits_(x: Tensor, threshold: int) -> Tensor:
-    """Bool mask of the int32 draw words ``x`` that are >= ``threshold`` as unsigned words (x is overwritten)."""
-    if threshold >= 1 << 32:
+def signed_threshold(threshold: int) -> int | None:
+    """``threshold - 2**31``: the signed-int32 bound that hashes ``x`` (of :func:`bits_`) compare with;
+    ``None`` when nothing moves (p = 1)."""
+    return None if threshold >= 1 << 32 else threshold - (1 << 31)
+
+
+def moves_from_bits(x: Tensor, threshold: int) -> Tensor:
+    """Bool mask of the hashes ``x`` (of :func:`bits_`) whose words are >= ``threshold``."""
+    bound = signed_threshold(threshold)
+    if bound is None:
         return torch.zeros(x.shape, dtype=torch.bool, device=x.device)
-    # unsigned compare as signed: flip the sign bit of both sides
-    return x.bitwise_xor_(-(1 << 31)).ge(threshold - (1 << 31))
+    return x.ge(bound)
 
 
 def moves(seed: int, step: int, stream: int, counter: Tensor, p: float) -> Tensor:
     """Whether each unit moves (P_i = 0 in paper 000 Eq. 3): its word >= floor(p * 2**32)."""
     x = bits_(_counters(counter), step_key(seed, step, stream))
-    return moves_from_bits_(x, keep_threshold(p))
+    return moves_from_bits(x, keep_threshold(p))
 
 
 def keep(seed: int, step: int, stream: int, counter: Tensor, p: float) -> Tensor:
