@@ -30,9 +30,10 @@ and how this file maps it:
   (its squared error counts 0, the mean is still over all of B);
 * ``alpha`` = ``prediction_decay`` = 0.6;
 * the release multiplies its ``unsup_weight_max`` (30 for Temporal
-  Ensembling, 100 for Π) by labels / images (e.g. 30 × 4000 / 50000 = 2.4 on
-  CIFAR-10): ``consistency_weight`` here is that product, since a method
-  does not know the label count;
+  Ensembling, 100 for Π) by labels / images M/N, the labeled share of its
+  minibatches, so consistency / cross-entropy stays ``w_max`` × MSE / CE. Here
+  the labeled share of a minibatch is 1 / (1 + mu), so the same balance is
+  ``consistency_weight = w_max / (1 + mu)``: 30 / 4 = 7.5 at the default mu = 3;
 * the release's minibatches mix labeled and unlabeled images of one set. Here
   the labeled images come as ``x_l`` (cross-entropy) and the ensemble covers
   the unlabeled loader's images ``x_u`` by their indices ``i_u`` into the
@@ -71,7 +72,7 @@ class Config:
     """Temporal Ensembling hyper-parameters (Laine & Aila 2017 §2.2, §3; s-laine/tempens config.py)."""
 
     alpha: float = 0.6  # ensemble momentum (release: prediction_decay = 0.6)
-    consistency_weight: float = 2.4  # max weight, after the release's scaling by labels / images (CIFAR-10: 30 x 4000 / 50000)
+    consistency_weight: float = 7.5  # max weight: the release's unsup_weight_max 30 / (1 + mu), see the module docstring
     rampup_steps: int = 40000  # sigmoid ramp-up: the release's 80 epochs (of 500 steps of 100 images on CIFAR-10)
     input_noise: float = 0.0  # extra Gaussian noise on [0, 1] inputs; the "mean_teacher" recipe already adds sigma=0.15
     mu: int = 3  # unlabeled per labeled image in a batch
