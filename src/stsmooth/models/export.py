@@ -15,12 +15,13 @@ safetensors holds tensors only, so nothing is unpickled on load (paper 000
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from stsmooth.files import atomic_write
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 BACKBONE_PREFIX = "backbone."
@@ -101,24 +102,7 @@ def save_safetensors(state: Mapping[str, torch.Tensor], path: str | os.PathLike,
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"state[{key!r}] is a {type(value).__name__}; safetensors holds tensors only")
         tensors[key] = value.detach().to("cpu").contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        save_file(tensors, tmp, metadata=dict(metadata) if metadata else None)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata) if metadata else None))
 
 
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:

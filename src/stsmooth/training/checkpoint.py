@@ -15,13 +15,16 @@ previous checkpoint or the new one, never a torn file.
 from __future__ import annotations
 
 import os
+import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from stsmooth.errors import StsmoothError
+from stsmooth.files import atomic_write
 
 FORMAT = 1
 WHICH = ("teacher", "student")  # the two networks a checkpoint holds
@@ -37,35 +40,38 @@ def save(state: dict, path: str | os.PathLike) -> Path:
     Returns:
         The destination path.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
+
+    return atomic_write(path, write)
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
+def keep_previous(path: str | os.PathLike, last_step: int, keep: int) -> None:
+    """Before ``path`` is overwritten: keeps it as ``step_<last_step>.pt`` when ``keep > 1``, pruning older ones.
+
+    A hard link (a copy where links are not possible) keeps the old file; the next
+    :func:`save` then replaces ``path`` atomically, so ``path`` is never missing.
+
+    Args:
+        path: the checkpoint about to be replaced (``checkpoints/last.pt``).
+        last_step: the step it holds.
+        keep: checkpoints kept in all: ``path`` and ``keep - 1`` earlier ``step_<step>.pt``.
+    """
+    path = Path(path)
+    if keep <= 1 or not path.is_file():
         return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    kept = path.parent / f"step_{int(last_step)}.pt"
+    if not kept.exists():
+        try:
+            os.link(path, kept)
+        except OSError:
+            import shutil
+
+            shutil.copy2(path, kept)
+    earlier = sorted(path.parent.glob("step_*.pt"), key=lambda p: int(p.stem[5:]) if p.stem[5:].isdigit() else -1)
+    for old in earlier[: max(len(earlier) - (keep - 1), 0)]:
+        old.unlink(missing_ok=True)
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -73,12 +79,22 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        StsmoothError: the file is truncated, empty, not a torch file, or holds objects
+            ``weights_only`` loading refuses.
         ValueError: the file is not a stsmooth checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # its message suggests unsafe loading: not repeated here
+        raise StsmoothError(f"cannot read checkpoint {str(path)!r}: it holds objects that safe (weights_only) "
+                            f"loading refuses ({type(err).__name__}); it was not written by stsmooth") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StsmoothError(f"cannot read checkpoint {str(path)!r} ({path.stat().st_size} bytes): truncated, empty "
+                            f"or not a torch checkpoint ({first})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{str(path)!r} is not a stsmooth checkpoint (needs 'model' and 'config' entries)")
     return state
