@@ -6,6 +6,7 @@ the helpers return their input (rank 0 of a world of 1).
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -121,3 +122,178 @@ def average_(tensors: list[torch.Tensor]) -> None:
         n = t.numel()
         t.copy_(flat[offset : offset + n].view_as(t))
         offset += n
+
+
+# --- FSDP2 (torch.distributed.fsdp.fully_shard): sharded students and teachers -----------------
+#
+# FSDP2 keeps each parameter as a DTensor whose local shard lives on this rank, registered on
+# the module between forwards, and leaves buffers (BatchNorm statistics) as plain per-rank
+# tensors. A sharded module refuses copy.deepcopy, so the teacher is built as an unsharded
+# copy of the student's structure on the meta device (no memory), sharded the same way, then
+# filled from the student's local shards: no rank ever holds a full parameter.
+
+
+def is_fsdp1(module: torch.nn.Module) -> bool:
+    """Whether ``module`` or a submodule is wrapped by the old ``FullyShardedDataParallel`` (FSDP1)."""
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # pragma: no cover - torch built without distributed
+        return False
+    return any(isinstance(m, FullyShardedDataParallel) for m in module.modules())
+
+
+def fsdp_modules(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """``(name, submodule)`` of every submodule ``fully_shard`` was applied to, in pre-order."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover
+        return []
+    return [(n, m) for n, m in module.named_modules() if isinstance(m, FSDPModule)]
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    """Whether ``module`` is (partly) sharded with FSDP2's ``fully_shard``."""
+    return bool(fsdp_modules(module))
+
+
+def is_dtensor(t: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def local_shard(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """This rank's part of ``t`` and the global index of its first element, one offset per dim.
+
+    Args:
+        t: a DTensor (FSDP2 parameter, e.g. ``Shard(0)``, possibly uneven: the last ranks hold
+            fewer or no rows) or a plain tensor (a replicated buffer: all of it, offset 0).
+
+    Returns:
+        ``(local, offset)``: ``local`` shares memory with ``t``'s shard (writes update ``t``);
+        ``local[idx]`` is ``t_full[offset + idx]``.
+    """
+    if not is_dtensor(t):
+        return t, (0,) * t.dim()
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    local = t.to_local()
+    shape, offset = compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
+    if tuple(local.shape) != tuple(shape):  # pragma: no cover - a DTensor layout we do not know
+        raise ValueError(f"local shard of shape {tuple(local.shape)} but its placements give {tuple(shape)}")
+    return local, tuple(int(o) for o in offset)
+
+
+def layout(t: torch.Tensor) -> tuple:
+    """What two tensors must share to be updated shard by shard: placements, local shape and offset."""
+    if not is_dtensor(t):
+        return ("replicated", tuple(t.shape))
+    local, offset = local_shard(t)
+    return (tuple(t.placements), tuple(local.shape), offset)
+
+
+def _is_fsdp_hook(hook) -> bool:
+    fn = getattr(hook, "__func__", hook)
+    return getattr(fn, "__module__", "").startswith("torch.distributed.fsdp")
+
+
+def _meta_copy(module: torch.nn.Module, memo: dict) -> torch.nn.Module:
+    """An unsharded copy of ``module``'s structure: parameters on the meta device, buffers on meta too.
+
+    What ``copy.deepcopy`` would give for a module that ``fully_shard`` never touched: the
+    original classes, the user's hooks and attributes, tied parameters still tied; FSDP's
+    class swap, state and hooks are left out.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    if id(module) in memo:
+        return memo[id(module)]
+    cls = type(module)
+    if isinstance(module, FSDPModule):
+        cls = cls.__mro__[2]  # FSDP<Orig> -> FSDPModule -> Orig (FSDPModule's own note on its MRO)
+    new = cls.__new__(cls)
+    memo[id(module)] = new
+    fsdp_keys = {"_is_fsdp_managed_module", "_fsdp_use_orig_params"}
+    dropped: set[int] = set()
+    for key, value in module.__dict__.items():
+        if key in fsdp_keys or key.startswith("__composable_api_state_key"):
+            continue
+        if key == "_parameters":
+            params = {}
+            for n, p in value.items():
+                if p is None or id(p) in memo:
+                    params[n] = None if p is None else memo[id(p)]
+                    continue
+                meta = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device="meta"), p.requires_grad)
+                memo[id(p)] = params[n] = meta
+            new.__dict__[key] = params
+        elif key == "_buffers":
+            new.__dict__[key] = {n: None if b is None else torch.empty(b.shape, dtype=b.dtype, device="meta")
+                                 for n, b in value.items()}
+        elif key == "_modules":
+            new.__dict__[key] = {n: None if m is None else _meta_copy(m, memo) for n, m in value.items()}
+        elif key.endswith("_hooks") and isinstance(value, dict):
+            kept = type(value)()
+            for hid, h in value.items():
+                if _is_fsdp_hook(h):
+                    dropped.add(hid)
+                else:
+                    kept[hid] = copy.deepcopy(h, memo)
+            new.__dict__[key] = kept
+        else:
+            new.__dict__[key] = copy.deepcopy(value, memo)
+    for key in ("_forward_pre_hooks_with_kwargs", "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
+        if key in new.__dict__:
+            new.__dict__[key] = type(new.__dict__[key])(
+                (k, v) for k, v in new.__dict__[key].items() if k not in dropped)
+    return new
+
+
+@torch.no_grad()
+def sharded_copy(student: torch.nn.Module) -> torch.nn.Module:
+    """A copy of an FSDP2-sharded ``student``, sharded the same way, holding the student's values.
+
+    Every submodule ``fully_shard`` was applied to in the student gets ``fully_shard`` in the
+    copy (children first), on the student's mesh, with each parameter placed as the student's
+    (``shard_placement_fn``) and resharded after every forward (the teacher never runs a
+    backward). Local shards and buffers are then copied from the student's: no all-gather.
+
+    Args:
+        student: a module sharded with ``torch.distributed.fsdp.fully_shard``.
+
+    Returns:
+        The copy; its parameters are DTensors with the student's placements.
+    """
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import Shard
+
+    copy_ = _meta_copy(student, {})
+    placement = {}
+    s_params = dict(student.named_parameters())
+    t_params = dict(copy_.named_parameters())
+    mesh = None
+    for name, p in s_params.items():
+        if is_dtensor(p):
+            mesh = p.device_mesh if mesh is None else mesh
+            shard = [pl for pl in p.placements if isinstance(pl, Shard)]
+            placement[id(t_params[name])] = shard[0] if shard else Shard(0)
+    for name, s_mod in reversed(fsdp_modules(student)):
+        state = s_mod._get_fsdp_state()
+        mp_policy = getattr(state, "_mp_policy", None)
+        kwargs = {"mp_policy": mp_policy} if mp_policy is not None else {}
+        fully_shard(copy_.get_submodule(name), mesh=mesh, reshard_after_forward=True,
+                    shard_placement_fn=lambda p: placement.get(id(p)), **kwargs)
+    device = next((p.to_local().device for p in s_params.values() if is_dtensor(p)), torch.device("cpu"))
+    copy_.to_empty(device=device)
+    t_params = dict(copy_.named_parameters())
+    for name, p in s_params.items():
+        local_shard(t_params[name])[0].copy_(local_shard(p)[0])
+    t_buffers = dict(copy_.named_buffers())
+    for name, b in student.named_buffers():
+        t_buffers[name].copy_(b)
+    return copy_
+
+
+def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` with every DTensor gathered into a full tensor (a collective)."""
+    return {k: v.full_tensor() if is_dtensor(v) else v for k, v in module.state_dict().items()}
