@@ -1,11 +1,10 @@
-"""The speed-ups of the rule (core/fast.py): the numbers of the plain Eq. 3 path, and the CPU byte draws re-derived."""
+"""The speed-ups of the rule (core/fast.py): the numbers of the plain Eq. 3 path, bit for bit, and the counter draws re-derived."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from stsmooth.core import fast
+from stsmooth.core import draws, fast
 from stsmooth.core.fast import CHUNK, DrawPlan
 from stsmooth.core.smoothing import Unit, module_tensors, smooth_, smooth_reference_
 
@@ -34,10 +33,6 @@ def pair(dtype, seed=0):
     return t, s, units
 
 
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
 NAMES = module_tensors(Net())[0]
 
 
@@ -46,102 +41,74 @@ def copy_momenta(m):
     return [0.0 if n.startswith("bn.running") else m for n in NAMES]
 
 
-CASES = [(g, dt) for g in ("tensor", "layer", "channel") for dt in (torch.float32, torch.float64, torch.bfloat16)]
-# neuron-wise, float32 on CPU takes the byte draws (below); other dtypes take the torch.rand kernel
-CASES += [("neuron", torch.float64), ("neuron", torch.bfloat16)]
+CASES = [(g, dt) for g in ("tensor", "layer", "channel", "neuron")
+         for dt in (torch.float32, torch.float64, torch.bfloat16)]
 
 
 @pytest.mark.parametrize("granularity,dtype", CASES)
 @pytest.mark.parametrize("momentum,preserve_prob",
-                         [(0.9, 0.3), (0.0, 0.7), (0.99, 0.0), (0.5, 1.0), ("copy", 0.3), ("copy", 0.0)])
+                         [(0.9, 0.3), (0.0, 0.7), (0.3, 0.5), (0.99, 0.0), (0.5, 1.0), ("copy", 0.3), ("copy", 0.0)])
 def test_fast_equals_reference_bit_for_bit(granularity, dtype, momentum, preserve_prob):
-    # "copy": one m per tensor (0.9, BN statistics 0), so a follower can take another rate than its source
+    # "copy": one m per tensor (0.9, BN statistics 0), so a follower can take another rate than its source;
+    # m = 0.3 and 0 take lerp's weight >= 0.5 branch
     momentum = copy_momenta(0.9) if momentum == "copy" else momentum
     t, s, units = pair(dtype)
     expect = [x.clone() for x in t]
-    smooth_reference_(expect, s, momentum, preserve_prob, granularity, gen(11), units)
+    smooth_reference_(expect, s, momentum, preserve_prob, granularity, 11, 4, units)
     got = [x.clone() for x in t]
-    smooth_(got, s, momentum, preserve_prob, granularity, gen(11), units)
+    smooth_(got, s, momentum, preserve_prob, granularity, 11, 4, units)
     for a, b in zip(got, expect):
         assert a.dtype == b.dtype and torch.equal(a, b)
     if preserve_prob < 1:  # not vacuous: this seed's draws move something
         assert any(not torch.equal(a, x) for a, x in zip(got, t))
+    if 0 < preserve_prob < 1:  # ... and keep something
+        assert any(torch.equal(a, x) for a, x in zip(got, t)) or granularity in ("channel", "neuron")
+        assert any(bool((a == x).any()) for a, x in zip(got, t))
 
 
-def test_neuron_float32_torch_rand_kernel_equals_reference():
-    # The device-agnostic neuron kernel (GPUs, non-float32, non-contiguous) draws what the
-    # reference draws; called directly here because CPU float32 takes the byte draws.
-    # With one m per tensor (BN statistics at m=0 follow gamma's draws at m=0.8), as norm="copy".
-    t, s, units = pair(torch.float32)
-    momenta = copy_momenta(0.8)
+def test_neuron_non_contiguous_tensors_take_the_same_draws():
+    # a transposed (non-contiguous) teacher tensor takes the whole-tensor where; its units are
+    # still indexed by the flat row-major index of its logical shape
+    torch.manual_seed(3)
+    t = [torch.randn(7, 9).t(), torch.randn(20)]
+    s = [torch.randn(9, 7), torch.randn(20)]
     expect = [x.clone() for x in t]
-    smooth_reference_(expect, s, momenta, 0.4, "neuron", gen(5), units)
+    smooth_reference_(expect, s, 0.6, 0.5, "neuron", 2, 8)
     got = [x.clone() for x in t]
-    fast.move_neurons(got, s, fast.DrawPlan([x.shape for x in t], units), [1.0 - m for m in momenta], 0.4, gen(5))
-    for a, b in zip(got, expect):
-        assert torch.equal(a, b)
-    i = {n: k for k, n in enumerate(NAMES)}
-    moved = expect[i["bn.weight"]] != t[i["bn.weight"]]
-    assert 0 < moved.sum() < moved.numel()  # not vacuous
-    # a drawn statistic is the student's (m=0), a kept one the teacher's, on gamma's draws
-    mean = torch.where(moved, s[i["bn.running_mean"]], t[i["bn.running_mean"]])
-    assert torch.equal(expect[i["bn.running_mean"]], mean)
+    smooth_(got, s, 0.6, 0.5, "neuron", 2, 8)
+    assert all(torch.equal(a, b) for a, b in zip(got, expect))
+    assert not got[0].is_contiguous()
 
 
-def test_neuron_float32_byte_draws_follow_the_rule():
-    # Not the reference's numbers by design: the byte draws are another random stream of the
-    # same law (test_neuron_matches_rederivation pins them). What must still hold is Eq. 3 with
-    # P_i in {0, 1}: every entry is the teacher's or lerp(teacher, student, 1 - m), and BN
-    # statistics move exactly where their gamma does.
-    t, s, units = pair(torch.float32)
-    got = [x.clone() for x in t]
-    smooth_(got, s, 0.8, 0.4, "neuron", gen(5), units)
-    moved = []
-    for a, x, y in zip(got, t, s):
-        step = torch.lerp(x, y, 1.0 - 0.8)
-        assert torch.all((a == x) | (a == step))
-        moved.append((a == step) & (x != step))
-    names = [n for n, _ in Net().named_parameters()] + ["bn.running_mean", "bn.running_var"]
-    i = {n: k for k, n in enumerate(module_tensors(Net())[0])}
-    assert set(i) == set(names)
-    gamma = moved[i["bn.weight"]]
-    assert torch.equal(moved[i["bn.running_mean"]], gamma) and torch.equal(moved[i["bn.running_var"]], gamma)
-    share = torch.cat([m.flatten() for m in moved]).float().mean().item()
-    assert 0.4 < share < 0.8  # 1 - p = 0.6 over ~300 units
-
-
-def rederive_neuron(teacher, student, momenta, p, seed):
-    """Eq. 3 neuron-wise with the CPU draws: unit u moves iff its 64-bit uniform U >= p * 2**64.
-
-    U's top byte is one byte of the `bits` stream (each tensor takes whole 64-bit words);
-    its low 56 bits come from the `ties` stream, read only where the top byte alone cannot
-    decide (it equals the threshold's top byte), in order. ``momenta``: one m per tensor.
-    """
-    seeds = torch.empty(2, dtype=torch.int64).random_(-(2**63), None, generator=gen(seed)).tolist()
-    bits, ties = np.random.SFC64(seeds[0] % 2**64), np.random.SFC64(seeds[1] % 2**64)
-    threshold = int(p * 2**64)
+def rederive_neuron(teacher, student, momenta, p, seed, step, sources):
+    """Eq. 3 neuron-wise from the module docstring of core/draws.py on Python ints:
+    element j of tensor i moves iff word(step_key(seed, step, 1 + source_i), j) >= floor(p * 2**32)."""
+    threshold = int(p * 2**32)
     out = []
-    for t, s, m in zip(teacher, student, momenta):
-        top = bits.random_raw((t.numel() + 7) // 8).view(np.uint8)
-        u = [int(b) << 56 for b in top]
-        for k in np.flatnonzero(top == threshold >> 56):
-            u[k] |= int(ties.random_raw()) >> 8
-        moves = torch.tensor([x >= threshold for x in u[: t.numel()]]).reshape(t.shape)
+    for t, s, m, src in zip(teacher, student, momenta, sources):
+        key = draws.step_key(seed, step, 1 + src)
+        moves = torch.tensor([draws.word(key, j) >= threshold for j in range(t.numel())]).reshape(t.shape)
         out.append(torch.where(moves, torch.lerp(t, s, 1 - m), t))
     return out
 
 
 def test_neuron_matches_rederivation():
     torch.manual_seed(1)
-    teacher = [torch.randn(6, 5), torch.randn(6), torch.randn(40, 50)]  # 2000 units: some ties
+    teacher = [torch.randn(6, 5), torch.randn(6), torch.randn(40, 50)]
     student = [torch.randn_like(x) for x in teacher]
     for momentum in (0.8, [0.8, 0.0, 0.5]):  # one m, or one per tensor
         momenta = momentum if isinstance(momentum, list) else [momentum] * 3
-        expect = rederive_neuron(teacher, student, momenta, 0.3, seed=7)
+        expect = rederive_neuron(teacher, student, momenta, 0.3, seed=7, step=2, sources=[0, 1, 2])
         got = [x.clone() for x in teacher]
-        smooth_(got, student, momentum, 0.3, "neuron", gen(7))
+        smooth_(got, student, momentum, 0.3, "neuron", 7, 2)
         for a, b in zip(got, expect):
             assert torch.equal(a, b)
+    # a follower (BN statistics) reads its source's words: tensor 1 follows tensor 0
+    units = [Unit(0, 0), Unit(0, 0)]
+    t2, s2 = [torch.zeros(30), torch.zeros(30)], [torch.ones(30), torch.full((30,), 2.0)]
+    expect = rederive_neuron(t2, s2, [0.0, 0.0], 0.5, seed=1, step=0, sources=[0, 0])
+    smooth_(t2, s2, 0.0, 0.5, "neuron", 1, 0, units)
+    assert all(torch.equal(a, b) for a, b in zip(t2, expect))
 
 
 def test_neuron_draws_do_not_depend_on_chunking():
@@ -150,10 +117,10 @@ def test_neuron_draws_do_not_depend_on_chunking():
     student = [torch.randn_like(x) for x in teacher]
     units = [Unit(0, 0), Unit(0, 1), Unit(1, 2)]
     results = []
-    for chunk in (8, 64, CHUNK):
+    for chunk in (7, 64, CHUNK):
         got = [x.clone() for x in teacher]
         plan = DrawPlan([x.shape for x in got], units, chunk=chunk)
-        smooth_(got, student, 0.5, 0.6, "neuron", gen(4), plan=plan)
+        smooth_(got, student, 0.5, 0.6, "neuron", 4, 0, plan=plan)
         results.append(got)
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other))
@@ -162,6 +129,14 @@ def test_neuron_draws_do_not_depend_on_chunking():
 def test_high_preserve_prob_is_honoured():
     # p = 0.999 (paper 000 Fig. 3): 1e6 neuron draws, update share 1e-3 within 4 sigma.
     t, s = [torch.zeros(1_000_000)], [torch.ones(1_000_000)]
-    smooth_(t, s, 0.0, 0.999, "neuron", gen(0))
+    smooth_(t, s, 0.0, 0.999, "neuron", 0, 0)
     n, q = 1_000_000, 0.001
     assert abs(t[0].sum().item() - n * q) < 4 * (n * q * (1 - q)) ** 0.5
+
+
+def test_kernel_choice():
+    t, s = [torch.zeros(4)], [torch.ones(4)]
+    with pytest.raises(ValueError, match="kernel='cuda' is not one of auto, torch, triton"):
+        smooth_(t, s, 0.0, 0.5, "neuron", kernel="cuda")
+    # auto on CPU tensors is the torch path (no Triton, even when installed)
+    assert not fast._use_triton("auto", t, s)

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from stsmooth.core import draws
 from stsmooth.core.smoothing import (
     Unit,
     draw_units,
@@ -13,8 +14,10 @@ from stsmooth.core.smoothing import (
 )
 
 
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
+def words(seed, step, counters):
+    """The units' uniforms w / 2**32 of core/draws.py, on Python ints (stream 0: tensor, layer, channel)."""
+    key = draws.step_key(seed, step, draws.STREAM_SHARED)
+    return [draws.word(key, c) / 2**32 for c in counters]
 
 
 def test_tma_hand_computed():
@@ -33,7 +36,7 @@ def test_degenerations():
         smooth_(t, s, momentum=0.0, preserve_prob=0.0, granularity=gran)  # p=0, m=0: copy the student
         assert all(torch.equal(a, b) for a, b in zip(t, s))
         t = [x.clone() for x in t0]
-        smooth_(t, s, momentum=0.3, preserve_prob=1.0, granularity=gran, generator=gen(0))  # p=1: unchanged
+        smooth_(t, s, momentum=0.3, preserve_prob=1.0, granularity=gran, seed=0)  # p=1: unchanged
         assert all(torch.equal(a, b) for a, b in zip(t, t0))
         t = [x.clone() for x in t0]
         smooth_(t, s, momentum=0.9, preserve_prob=0.0, granularity=gran)  # p=0: TMA (Eq. 4)
@@ -41,12 +44,12 @@ def test_degenerations():
 
 
 def test_tensor_granularity_hand_computed():
-    # The draws for a tensor-wise step with seed 3 are torch.rand(2) from that generator.
-    u = torch.rand(2, generator=gen(3))
+    # The draws of a tensor-wise step with seed 3, step 0: the words of counters 0 and 1 (tensor ids).
+    u = words(3, 0, [0, 1])
     p = 0.5
     t = [torch.tensor([1.0, 1.0]), torch.tensor([10.0])]
     s = [torch.tensor([3.0, 5.0]), torch.tensor([20.0])]
-    smooth_(t, s, momentum=0.5, preserve_prob=p, granularity="tensor", generator=gen(3))
+    smooth_(t, s, momentum=0.5, preserve_prob=p, granularity="tensor", seed=3)
     expect0 = torch.tensor([2.0, 3.0]) if u[0] >= p else torch.tensor([1.0, 1.0])
     expect1 = torch.tensor([15.0]) if u[1] >= p else torch.tensor([10.0])
     assert torch.equal(t[0], expect0) and torch.equal(t[1], expect1)
@@ -56,7 +59,7 @@ def test_se_copies_drawn_units_only():
     # SE (m=0, Eq. 2): each entry is either the teacher's or the student's, never a mixture.
     t = [torch.zeros(64, 8)]
     s = [torch.ones(64, 8)]
-    smooth_(t, s, momentum=0.0, preserve_prob=0.5, granularity="neuron", generator=gen(1))
+    smooth_(t, s, momentum=0.0, preserve_prob=0.5, granularity="neuron", seed=1)
     assert set(t[0].unique().tolist()) == {0.0, 1.0}
 
 
@@ -76,10 +79,10 @@ def test_matches_algorithm2_tensorwise():
     teacher = [torch.randn(4, 3), torch.randn(4), torch.randn(2, 2, 3)]
     student = [torch.randn_like(x) for x in teacher]
     for seed in range(10):
-        draws = torch.rand(3, generator=gen(seed)).tolist()
-        expect = algorithm2(teacher, student, 0.9, 0.6, draws)
+        u = words(seed, 0, range(3))
+        expect = algorithm2(teacher, student, 0.9, 0.6, u)
         got = [x.clone() for x in teacher]
-        smooth_(got, student, 0.9, 0.6, "tensor", gen(seed))
+        smooth_(got, student, 0.9, 0.6, "tensor", seed)
         for a, b in zip(got, expect):
             torch.testing.assert_close(a, b)
 
@@ -88,7 +91,7 @@ def test_channel_rows_move_whole_and_share_across_group():
     t = [torch.zeros(50, 4, 3), torch.zeros(50)]
     s = [torch.ones(50, 4, 3), torch.ones(50)]
     units = [Unit(0, 0), Unit(0, 1)]  # a conv weight and its bias: one module
-    smooth_(t, s, 0.0, 0.5, "channel", gen(2), units)
+    smooth_(t, s, 0.0, 0.5, "channel", 2, units=units)
     rows = t[0].reshape(50, -1)
     assert torch.all(rows.min(1).values == rows.max(1).values)  # whole rows
     assert torch.equal(rows[:, 0], t[1])  # bias channel c moves with weight row c
@@ -101,7 +104,7 @@ def test_layer_moves_module_together():
         t = [torch.zeros(3), torch.zeros(2), torch.zeros(4)]
         s = [torch.ones(3), torch.ones(2), torch.ones(4)]
         units = [Unit(0, 0), Unit(0, 1), Unit(1, 2)]
-        smooth_(t, s, 0.0, 0.5, "layer", gen(seed), units)
+        smooth_(t, s, 0.0, 0.5, "layer", seed, units=units)
         assert t[0][0] == t[1][0]
         moved_together += int(t[0][0] != t[2][0])
     assert moved_together > 0  # the two groups do not always agree
@@ -114,7 +117,7 @@ def test_update_share_within_4_sigma(gran, units_per_step):
     for k in range(steps):
         t = [torch.zeros(30) for _ in range(20)] if gran != "channel" else [torch.zeros(20, 3)]
         s = [torch.ones_like(x) for x in t]
-        smooth_(t, s, 0.0, p, gran, gen(k))
+        smooth_(t, s, 0.0, p, gran, k)
         if gran == "tensor":
             moved += sum(int(x[0]) for x in t)
         elif gran == "neuron":
@@ -134,19 +137,24 @@ def test_draw_units_rederived():
     p = 0.5
 
     def draw(granularity):
-        return draw_units(shapes, units, granularity, p, gen(9))
+        return draw_units(shapes, units, granularity, p, 9, 5)
 
-    u = torch.rand(5, generator=gen(9))
-    assert [bool(m) for m in draw("tensor")] == [bool(u[i] >= p) for i in (0, 1, 2, 3, 1)]
-    u = torch.rand(3, generator=gen(9))
-    assert [bool(m) for m in draw("layer")] == [bool(u[g] >= p) for g in (0, 0, 1, 2, 0)]
-    u = torch.rand(8, generator=gen(9))  # rows: group 0 (4), group 1 (3), group 2 (1)
+    u = words(9, 5, range(5))
+    assert [bool(m) for m in draw("tensor")] == [u[i] >= p for i in (0, 1, 2, 3, 1)]
+    u = words(9, 5, range(3))
+    assert [bool(m) for m in draw("layer")] == [u[g] >= p for g in (0, 0, 1, 2, 0)]
+    u = torch.tensor(words(9, 5, range(8)), dtype=torch.float64)  # rows: group 0 (4), group 1 (3), group 2 (1)
     expect = [u[0:4].view(4, 1), u[0:4], u[4:7].view(3, 1), u[7], u[0:4]]
     assert all(torch.equal(m, e >= p) for m, e in zip(draw("channel"), expect))
-    g = gen(9)
-    u = [torch.rand(s, generator=g) for s in shapes[:4]]
+    u = []
+    for src, shape in enumerate(shapes[:4]):  # stream 1 + source, counter = flat index
+        key = draws.step_key(9, 5, 1 + src)
+        u.append(torch.tensor([draws.word(key, j) / 2**32 for j in range(shape.numel())],
+                              dtype=torch.float64).reshape(shape))
     expect = u + [u[1]]
     assert all(torch.equal(m, e >= p) for m, e in zip(draw("neuron"), expect))
+    # not vacuous: both outcomes occur
+    assert {bool(x) for m in draw("neuron") for x in m.flatten()} == {True, False}
 
 
 def test_plan_units_buffers_follow_gamma():
@@ -173,19 +181,19 @@ def test_per_tensor_momentum_shares_the_draws(gran, dtype):
     outcomes = set()
     for seed in range(4):
         t = [torch.zeros(64, dtype=dtype), torch.zeros(64, dtype=dtype)]
-        smooth_(t, s, [0.5, 0.0], 0.5, gran, gen(seed), units)
+        smooth_(t, s, [0.5, 0.0], 0.5, gran, seed, units=units)
         assert torch.equal(t[1], 2 * t[0])
         outcomes.update(t[1].tolist())
     assert outcomes == {0.0, 1.0}
     with pytest.raises(ValueError, match="momentum has 1 values but teacher has 2 tensors"):
-        smooth_(t, s, [0.5], 0.5, gran, gen(0), units)
+        smooth_(t, s, [0.5], 0.5, gran, 0, units=units)
 
 
 def _se_moved(module, granularity, seed):
     """One SE step (m=0, p=0.5) from zeros to ones on ``module``'s tensors; 1 where a unit moved."""
     names, tensors, units, _ = module_tensors(module)
     t = [torch.zeros_like(x) for x in tensors]
-    smooth_(t, [torch.ones_like(x) for x in tensors], 0.0, 0.5, granularity, gen(seed), units)
+    smooth_(t, [torch.ones_like(x) for x in tensors], 0.0, 0.5, granularity, seed, units=units)
     return dict(zip(names, t))
 
 

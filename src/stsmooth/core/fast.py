@@ -1,28 +1,19 @@
-"""The speed-ups of the rule (:func:`stsmooth.core.smoothing.smooth_`): planned draws, fused lerps, byte draws.
+"""The speed-ups of the rule (:func:`stsmooth.core.smoothing.smooth_`): planned draws, fused lerps, chunks.
 
 :func:`stsmooth.core.smoothing.smooth_reference_` states paper 000 Eq. 3 plainly; this file
-computes the same numbers quickly, and is what :func:`~stsmooth.core.smoothing.smooth_` runs:
+computes the same numbers, bit for bit, quickly; it is what :func:`~stsmooth.core.smoothing.smooth_` runs:
 
 - planned draws: :class:`DrawPlan` works out once which tensors share which draws, so a
-  step does no bookkeeping, and all of a step's uniforms come from one ``torch.rand``;
+  step does no bookkeeping;
+- counter draws (:mod:`stsmooth.core.draws`): each unit's draw is a hash of (seed, step,
+  unit), so tensor- and layer-wise draws are computed on the host from Python ints (no
+  device work, no sync), and channel/neuron draws need no generator state;
 - fused lerps: every moving tensor goes through one ``torch._foreach_lerp_`` with a weight
   of 0 (kept) or 1 - m (moved) per entry, instead of a ``where`` per tensor;
-- byte draws (neuron-wise, CPU float32): about one random byte per unit instead of a
-  float uniform, in cache-sized chunks.
-
-The draws are a pure function of the ``generator`` passed in (:class:`stsmooth.Teacher`
-seeds a fresh one from (seed, step), so every rank and a resumed run draw the same);
-they are those of :func:`stsmooth.core.smoothing.draw_units` (one ``torch.rand`` per step,
-or per drawing tensor neuron-wise), except neuron-wise on CPU with float32 contiguous
-tensors. There two 64-bit seeds from ``generator`` (one ``random_`` int64 pair) start two
-NumPy SFC64 streams, ``bits`` and ``ties``. Each drawing tensor in order takes
-``ceil(numel / 8)`` words of ``bits``; their little-endian bytes are the top bytes ``B``
-of its units' 64-bit uniforms ``U = B << 56 | R``. A unit moves iff
-``U >= floor(p * 2**64)``; only units whose ``B`` equals that threshold's top byte (1 in
-256) need ``R``: the high 56 bits of the next word of ``ties``, taken in order over the
-padded bytes. About one random byte per unit, and P(move) = 1 - p to within 2**-64
-(p = 0.999 is honoured). Work runs in cache-sized chunks of ``CHUNK`` elements, whole
-words each, so the draws do not depend on the chunking.
+- chunks (neuron-wise, contiguous tensors): the hashes, weights and teacher/student slices
+  of ``CHUNK`` elements stay in cache between the passes over them;
+- on CUDA, channel and neuron-wise, the fused Triton kernel of
+  :mod:`stsmooth.core.triton_kernel` (one pass: hash, compare, lerp) when Triton is installed.
 
 The kernels take one rate ``1 - m`` per tensor (the statistics of a ``norm="copy"``
 teacher take rate 1 under their layer's draw). Moved entries equal ``torch.lerp(t, s, 1 - m)``
@@ -35,19 +26,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from stsmooth.core import draws
 
 if TYPE_CHECKING:
     from stsmooth.core.smoothing import Unit
 
 
-# Elements per chunk of the CPU neuron-wise path: the chunk's random bytes, weights and
-# teacher/student slices (about 3.3 MiB) stay in cache between the passes over it, and the
-# chunk is large enough to amortise the per-chunk calls (measured: 2^18 beats 2^14 and 2^16
-# by 1.3-2x on ResNet-50, and equals 2^20).
-CHUNK = 1 << 18
+# Elements per chunk of the neuron-wise path: the chunk's hashes, weights and teacher/student
+# slices stay in cache between the passes over it, and the chunk is large enough to
+# amortise the per-chunk calls.
+CHUNK = 1 << 16
+KERNELS = ("auto", "torch", "triton")
 
 
 class DrawPlan:
@@ -60,14 +52,15 @@ class DrawPlan:
     Args:
         shapes: shape of each floating tensor.
         units: from :func:`stsmooth.core.smoothing.plan_units`.
-        chunk: elements per chunk of the CPU neuron-wise path (a multiple of 8).
+        chunk: elements per chunk of the neuron-wise path.
     """
 
     def __init__(self, shapes: Sequence[torch.Size], units: Sequence[Unit], chunk: int = CHUNK) -> None:
         if len(shapes) != len(units):
             raise ValueError(f"{len(shapes)} shapes but {len(units)} units")
-        if chunk <= 0 or chunk % 8:
-            raise ValueError(f"chunk={chunk} is not a positive multiple of 8")
+        if chunk <= 0:
+            raise ValueError(f"chunk={chunk} is not a positive number of elements")
+        self.chunk = chunk
         self.units = units
         self.shapes = [torch.Size(s) for s in shapes]
         n = len(units)
@@ -91,22 +84,6 @@ class DrawPlan:
             self.row_shape[i] = torch.Size((rows,) + (1,) * (len(shape) - 1)) if len(shape) else torch.Size()
         self.total_rows = sum(r for _, r in keys)
 
-        # neuron (CPU): the drawing tensors' bytes laid end to end, each padded to whole 8-byte
-        # words, cut into items of about `chunk` bytes; an item lists (source, start, stop, offset).
-        self.items: list[tuple[int, list[tuple[int, int, int, int]]]] = []
-        pieces: list[tuple[int, int, int, int]] = []
-        words = 0
-        for src in self.sources:
-            numel = self.shapes[src].numel()
-            for a in range(0, numel, chunk):
-                b = min(a + chunk, numel)
-                pieces.append((src, a, b, 8 * words))
-                words += (b - a + 7) // 8
-                if 8 * words >= chunk:
-                    self.items.append((words, pieces))
-                    pieces, words = [], 0
-        if pieces:
-            self.items.append((words, pieces))
 
 
 def _exact_weight(dtype: torch.dtype) -> bool:
@@ -138,106 +115,100 @@ def _lerp_weighted(ts: list[Tensor], ss: list[Tensor], ws: list[Tensor], rates: 
             t.copy_(torch.where(w != 0, torch.lerp(t, s.to(t.dtype), rates[k]), t))
 
 
-def move_whole(teacher, student, plan, rates, preserve_prob, granularity, generator) -> None:
-    """Tensor- and layer-wise: one uniform per tensor (or group); drawn when it is >= p."""
-    device = teacher[0].device
-    n = plan.n_groups if granularity == "layer" else len(teacher)
-    drawn = torch.rand(n, generator=generator, device=device).ge_(preserve_prob).tolist()
+def move_whole(teacher, student, plan, rates, preserve_prob, granularity, seed, step) -> None:
+    """Tensor- and layer-wise: one word per tensor (or group), computed on the host; moves when >= the threshold."""
+    key = draws.step_key(seed, step, draws.STREAM_SHARED)
+    threshold = draws.keep_threshold(preserve_prob)
     if granularity == "layer":
+        drawn = [draws.word(key, g) >= threshold for g in range(plan.n_groups)]
         idx = [i for g, d in enumerate(drawn) if d for i in plan.members[g]]
     else:
-        idx = [i for i, src in enumerate(plan.source_of) if drawn[src]]
+        drawn_src = {src: draws.word(key, src) >= threshold for src in plan.sources}
+        idx = [i for i, src in enumerate(plan.source_of) if drawn_src[src]]
     lerp_by_rate(teacher, student, idx, rates)
 
 
-def move_channels(teacher, student, plan, rates, preserve_prob, generator) -> None:
-    """Channel-wise: one uniform per (group, row count) row, all in one ``torch.rand`` call."""
+def move_channels(teacher, student, plan, rates, preserve_prob, seed, step) -> None:
+    """Channel-wise: one word per (group, row count) row; counters 0..total_rows-1 (see :mod:`~stsmooth.core.draws`)."""
     device = teacher[0].device
-    drawn = torch.rand(plan.total_rows, generator=generator, device=device).ge_(preserve_prob)
+    x = torch.arange(plan.total_rows, dtype=torch.int32, device=device)
+    key = draws.step_key(seed, step, draws.STREAM_SHARED)
+    drawn = draws.moves_from_bits(draws.bits_(x, key), draws.keep_threshold(preserve_prob))
     weights: dict[tuple[torch.dtype, float], Tensor] = {}
     ws = []
     for i, t in enumerate(teacher):
-        key = (t.dtype if _exact_weight(t.dtype) else torch.float32, rates[i])
-        if key not in weights:  # copy: `drawn` (0/1 float) serves every key
-            weights[key] = drawn.to(key[0], copy=True).mul_(key[1])
+        key_w = (t.dtype if _exact_weight(t.dtype) else torch.float32, rates[i])
+        if key_w not in weights:
+            weights[key_w] = drawn.to(key_w[0]).mul_(key_w[1])
         a = plan.row_at[i]
-        ws.append(weights[key][a : a + plan.rows[i]].view(plan.row_shape[i]))
+        ws.append(weights[key_w][a : a + plan.rows[i]].view(plan.row_shape[i]))
     _lerp_weighted(list(teacher), list(student), ws, list(rates))
 
 
-def move_neurons(teacher, student, plan, rates, preserve_prob, generator) -> None:
-    """Neuron-wise on any device: ``torch.rand(shape) >= p`` per drawing tensor, in plan order."""
-    ts, ss, ws, rs = [], [], [], []
-    for src in plan.sources:
-        t = teacher[src]
-        drawn = torch.rand(t.shape, generator=generator, device=t.device).ge_(preserve_prob)
-        dt = t.dtype if _exact_weight(t.dtype) else torch.float32
-        # a follower may take another rate (copied statistics); then each rate needs its own
-        # copy of the 0/1 mask, otherwise the mask itself becomes the weights
-        distinct = {rates[i] for i in plan.followers[src]}
-        weights = {r: drawn.to(dt, copy=len(distinct) > 1).mul_(r) for r in distinct}
-        for i in plan.followers[src]:
-            ts.append(teacher[i])
-            ss.append(student[i])
-            ws.append(weights[rates[i]])
-            rs.append(rates[i])
-    _lerp_weighted(ts, ss, ws, rs)
+def _chunkable(t: Tensor, s: Tensor) -> bool:
+    return _exact_weight(t.dtype) and s.dtype == t.dtype and t.is_contiguous() and s.is_contiguous()
 
 
-def cpu_fast_path(teacher: Sequence[Tensor], student: Sequence[Tensor]) -> bool:
-    return all(
-        t.device.type == "cpu" and t.dtype == torch.float32 and s.dtype == t.dtype
-        and t.is_contiguous() and s.is_contiguous()
-        for t, s in zip(teacher, student)
-    )
+def move_neurons(teacher, student, plan, rates, preserve_prob, seed, step) -> None:
+    """Neuron-wise on any device: per drawing tensor, chunks of ``plan.chunk`` counters -> hashes -> lerp weights.
 
-
-def move_neurons_cpu(teacher, student, plan, rates, preserve_prob, generator) -> None:
-    """Neuron-wise on CPU (float32): 8 random bits per unit, refined on ties, in L2-sized chunks.
-
-    Unit u draws a 64-bit uniform ``U = B << 56 | R`` and is drawn (moves) iff
-    ``U >= T = floor(p * 2**64)``: ``B`` is one byte of a 64-bit word of the ``bits`` stream,
-    and only the 1/256 of units with ``B == T >> 56`` need ``R`` (56 bits of a word of the
-    ``ties`` stream), so the cost is about one random byte per unit and P(move) = 1 - p to
-    within 2**-64.
+    Tensors that are not contiguous, or whose dtype cannot carry the rate exactly as a
+    weight (half, bfloat16), take the whole-tensor ``where`` of the reference instead;
+    their draws are the same words.
     """
-    seeds = torch.empty(2, dtype=torch.int64).random_(-(2**63), None, generator=generator).tolist()
-    bits = np.random.SFC64(seeds[0] % 2**64)
-    ties = np.random.SFC64(seeds[1] % 2**64)
-    threshold = int(preserve_prob * 2.0**64)  # exact: p * 2**64 is a float with an integer value
-    hi, lo = threshold >> 56, np.uint64(threshold & (2**56 - 1))
-    size = max(8 * words for words, _ in plan.items)
-    w_bufs: dict[float, tuple[Tensor, np.ndarray]] = {}  # one weight buffer per distinct rate
-    moved = np.empty(size, dtype=np.bool_)
-    flat_t = {i: teacher[i].view(-1) for i in range(len(teacher))}
-    flat_s = {i: student[i].view(-1) for i in range(len(student))}
-    for words, pieces in plan.items:
-        b = bits.random_raw(words).view(np.uint8)
-        n = b.size
-        np.greater(b, hi, out=moved[:n])
-        tie = np.flatnonzero(b == hi)
-        if tie.size:
-            moved[tie[(ties.random_raw(tie.size) >> np.uint64(8)) >= lo]] = True
-        filled: set[float] = set()
-        ts, ss, ws = [], [], []
-        for src, a, z, off in pieces:
-            for i in plan.followers[src]:
-                rate = rates[i]
-                if rate not in filled:
-                    if rate not in w_bufs:
-                        buf = torch.empty(size, dtype=torch.float32)
-                        w_bufs[rate] = (buf, buf.numpy())
-                    np.multiply(moved[:n], np.float32(rate), out=w_bufs[rate][1][:n])
-                    filled.add(rate)
-                ts.append(flat_t[i][a:z])
-                ss.append(flat_s[i][a:z])
-                ws.append(w_bufs[rate][0][off : off + z - a])
-        torch._foreach_lerp_(ts, ss, ws)
+    bound = draws.signed_threshold(draws.keep_threshold(preserve_prob))
+    device = teacher[0].device
+    biggest = max(teacher[src].numel() for src in plan.sources)
+    size = min(plan.chunk, biggest)
+    base = torch.arange(size, dtype=torch.int32, device=device)
+    x, tmp = torch.empty_like(base), torch.empty_like(base)
+    moved = torch.empty(size, dtype=torch.bool, device=device)
+    w_bufs: dict[tuple[torch.dtype, float], Tensor] = {}
+    for src in plan.sources:
+        key = draws.step_key(seed, step, draws.neuron_stream(src))
+        followers = plan.followers[src]
+        fast = [i for i in followers if _chunkable(teacher[i], student[i])]
+        slow = [i for i in followers if i not in fast]
+        numel = teacher[src].numel()
+        if slow:
+            h = draws.bits_(torch.empty(numel, dtype=torch.int32, device=device), key,
+                            base=torch.arange(numel, dtype=torch.int32, device=device))
+            mask = h.ge(bound).view(teacher[src].shape)
+            for i in slow:
+                t = teacher[i]
+                t.copy_(torch.where(mask, torch.lerp(t, student[i].to(t.dtype), rates[i]), t))
+        if not fast:
+            continue
+        flat_t = [teacher[i].view(-1) for i in fast]
+        flat_s = [student[i].view(-1) for i in fast]
+        for a in range(0, numel, size):
+            n = min(size, numel - a)
+            h = draws.bits_(x[:n], key, tmp[:n], offset=a, base=base[:n])
+            torch.ge(h, bound, out=moved[:n])
+            filled: dict[tuple[torch.dtype, float], Tensor] = {}
+            ts, ss, ws = [], [], []
+            for k, i in enumerate(fast):
+                wkey = (teacher[i].dtype, rates[i])
+                if wkey not in filled:
+                    if wkey not in w_bufs:
+                        w_bufs[wkey] = torch.empty(size, dtype=wkey[0], device=device)
+                    w = w_bufs[wkey][:n]
+                    w.copy_(moved[:n]).mul_(wkey[1])
+                    filled[wkey] = w
+                ts.append(flat_t[k][a : a + n])
+                ss.append(flat_s[k][a : a + n])
+                ws.append(filled[wkey])
+            torch._foreach_lerp_(ts, ss, ws)
 
 
 def smooth_fast_(teacher: Sequence[Tensor], student: Sequence[Tensor], rates: Sequence[float], preserve_prob: float,
-                 granularity: str, generator: torch.Generator | None, plan: DrawPlan | None) -> None:
-    """Eq. 3 in place with ``rates[i] = 1 - m_i``, for checked arguments and ``p < 1`` (``plan`` needed when ``p > 0``)."""
+                 granularity: str, seed: int, step: int, plan: DrawPlan | None, kernel: str = "auto") -> None:
+    """Eq. 3 in place with ``rates[i] = 1 - m_i``, for checked arguments and ``p < 1`` (``plan`` needed when ``p > 0``).
+
+    ``kernel``: ``"auto"`` runs the Triton kernel for channel/neuron on CUDA tensors when
+    Triton is installed, ``"torch"`` never does, ``"triton"`` always does (on CPU tensors
+    only under ``TRITON_INTERPRET=1``).
+    """
     if preserve_prob == 0.0:
         # TMA: every unit moves; no draws, one fused multi-tensor kernel per rate.
         lerp_by_rate(teacher, student, range(len(teacher)), rates)
@@ -245,10 +216,36 @@ def smooth_fast_(teacher: Sequence[Tensor], student: Sequence[Tensor], rates: Se
     if len(plan.shapes) != len(teacher):
         raise ValueError(f"plan is for {len(plan.shapes)} tensors but teacher has {len(teacher)}")
     if granularity in ("tensor", "layer"):
-        move_whole(teacher, student, plan, rates, preserve_prob, granularity, generator)
+        move_whole(teacher, student, plan, rates, preserve_prob, granularity, seed, step)
+        return
+    if _use_triton(kernel, teacher, student):
+        from stsmooth.core import triton_kernel
+
+        triton_kernel.smooth_triton_(teacher, student, plan, rates, preserve_prob, granularity, seed, step)
     elif granularity == "channel":
-        move_channels(teacher, student, plan, rates, preserve_prob, generator)
-    elif teacher[0].device.type == "cpu" and cpu_fast_path(teacher, student):
-        move_neurons_cpu(teacher, student, plan, rates, preserve_prob, generator)
+        move_channels(teacher, student, plan, rates, preserve_prob, seed, step)
     else:
-        move_neurons(teacher, student, plan, rates, preserve_prob, generator)
+        move_neurons(teacher, student, plan, rates, preserve_prob, seed, step)
+
+
+def check_kernel(kernel: str) -> str:
+    """Return ``kernel`` or raise naming the allowed values."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel={kernel!r} is not one of {', '.join(KERNELS)}")
+    return kernel
+
+
+def _use_triton(kernel: str, teacher: Sequence[Tensor], student: Sequence[Tensor]) -> bool:
+    if kernel == "torch":
+        return False
+    if kernel == "triton":
+        from stsmooth.core import triton_kernel
+
+        if not triton_kernel.AVAILABLE:
+            raise ValueError("kernel='triton' but triton is not installed; allowed without it: 'auto', 'torch'")
+        return True
+    if teacher[0].device.type != "cuda":  # not even an import of triton on CPU
+        return False
+    from stsmooth.core import triton_kernel
+
+    return triton_kernel.AVAILABLE and triton_kernel.supports(teacher, student)

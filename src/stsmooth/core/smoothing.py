@@ -40,12 +40,12 @@ and v) belong to the group of the module they parametrise, with its bias.
 Non-floating tensors (``num_batches_tracked``) are copied.
 
 Two paths compute the rule. :func:`smooth_reference_` is Eq. 3 as written, on any
-device: :func:`draw_units` draws a uniform u_i per unit (the unit moves, P_i = 0,
-iff u_i >= p), then each tensor takes ``where(moves, lerp(theta_T, theta_S, 1 - m),
-theta_T)``. :func:`smooth_`, the one to use, gives the same numbers for the same
-generator through the speed-ups of :mod:`stsmooth.core.fast`; the one exception is
-``neuron`` on CPU float32, where the fast path draws random bytes instead of float
-uniforms (another random stream of the same law, P(move) = 1 - p).
+device: :func:`draw_units` draws a word w_i per unit (the unit moves, P_i = 0, iff
+w_i >= floor(p * 2**32)), then each tensor takes ``where(moves, lerp(theta_T, theta_S, 1 - m),
+theta_T)``. :func:`smooth_`, the one to use, gives the same numbers bit for bit through
+the speed-ups of :mod:`stsmooth.core.fast`. The draws are counter-based
+(:mod:`stsmooth.core.draws`): unit i's word at a step is a hash of (seed, step, i), the
+same on every rank, shard and device (changed in 0.2; 0.1 drew from ``torch.rand`` streams).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
 
-from stsmooth.core import fast
+from stsmooth.core import draws, fast
 
 __all__ = ["GRANULARITIES", "Unit", "check_granularity", "check_probability", "draw_units", "module_tensors",
            "plan_units", "smooth_", "smooth_reference_"]
@@ -157,40 +157,42 @@ def draw_units(
     units: Sequence[Unit],
     granularity: str,
     preserve_prob: float,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    step: int = 0,
     device: torch.device | str = "cpu",
 ) -> list[Tensor]:
-    """Which entries move this step (1 - P_i of Eq. 3): one uniform u_i per unit, moving iff u_i >= p.
+    """Which entries move this step (1 - P_i of Eq. 3): one word w_i per unit, moving iff w_i >= floor(p * 2**32).
 
-    The uniforms, in the order :func:`smooth_` draws them too:
+    The units' (stream, counter), as tabled in :mod:`stsmooth.core.draws`:
 
-    - ``tensor``: ``torch.rand(n_tensors)``; a tensor reads its source's entry.
-    - ``layer``: ``torch.rand(n_groups)``.
-    - ``channel``: one ``torch.rand(R)``: a block of rows per (group, row count) pair, in
-      order of first appearance, laid end to end; a tensor reads its block.
-    - ``neuron``: ``torch.rand(shape)`` per drawing tensor (source), in order of first appearance.
+    - ``tensor``: stream 0, counter = the source tensor's index.
+    - ``layer``: stream 0, counter = the group's index.
+    - ``channel``: stream 0, counter = row index in one list of rows: a block of rows per
+      (group, row count) pair, in order of first appearance, laid end to end.
+    - ``neuron``: stream ``1 + source index``, counter = flat element index in the source.
 
     Args:
         shapes: shape of each floating tensor.
         units: one :class:`Unit` per tensor, from :func:`plan_units`.
         granularity: ``"tensor"``, ``"layer"``, ``"channel"`` or ``"neuron"``.
         preserve_prob: p in [0, 1].
-        generator: source of the uniforms, on ``device``.
+        seed: the run's draw seed.
+        step: the update's index.
         device: where the masks are made.
 
     Returns:
         One bool tensor per tensor, broadcastable to its shape: ``()`` for tensor and layer,
         ``(rows, 1, ..., 1)`` for channel, the tensor's shape for neuron.
     """
-    def uniforms(size) -> Tensor:
-        return torch.rand(size, generator=generator, device=device)
+    def moving(stream: int, n: int) -> Tensor:
+        return draws.moves(seed, step, stream, torch.arange(n, device=device), preserve_prob)
 
     if granularity == "tensor":
-        u = uniforms(len(shapes))
-        return [u[unit.source] >= preserve_prob for unit in units]
+        u = moving(draws.STREAM_SHARED, len(shapes))
+        return [u[unit.source] for unit in units]
     if granularity == "layer":
-        u = uniforms(max((unit.group for unit in units), default=-1) + 1)
-        return [u[unit.group] >= preserve_prob for unit in units]
+        u = moving(draws.STREAM_SHARED, max((unit.group for unit in units), default=-1) + 1)
+        return [u[unit.group] for unit in units]
     if granularity == "channel":
         start: dict[tuple[int, int], int] = {}
         total = 0
@@ -198,15 +200,16 @@ def draw_units(
             rows, _ = _rows(shape)
             if (unit.group, rows) not in start:
                 start[(unit.group, rows)], total = total, total + rows
-        u = uniforms(total)
+        u = moving(draws.STREAM_SHARED, total)
         masks = []
         for unit, shape in zip(units, shapes):
             rows, view = _rows(shape)
             a = start[(unit.group, rows)]
-            masks.append(u[a : a + rows].view(view) >= preserve_prob)
+            masks.append(u[a : a + rows].view(view))
         return masks
     check_granularity(granularity)
-    moves = {src: uniforms(shapes[src]) >= preserve_prob for src in dict.fromkeys(unit.source for unit in units)}
+    moves = {src: moving(draws.neuron_stream(src), shapes[src].numel()).view(shapes[src])
+             for src in dict.fromkeys(unit.source for unit in units)}
     return [moves[unit.source] for unit in units]
 
 
@@ -217,7 +220,8 @@ def smooth_reference_(
     momentum: float | Sequence[float],
     preserve_prob: float,
     granularity: str = "tensor",
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    step: int = 0,
     units: Sequence[Unit] | None = None,
 ) -> None:
     """Eq. 3 as written, in place on ``teacher``: draw the units, move the drawn ones (paper 000 Eq. 3).
@@ -233,14 +237,15 @@ def smooth_reference_(
         momentum: TMA momentum m in [0, 1], or one m per tensor (as :func:`smooth_`).
         preserve_prob: preserving probability p in [0, 1].
         granularity: ``"tensor"``, ``"layer"``, ``"channel"`` or ``"neuron"``.
-        generator: source of the draws (on the tensors' device).
+        seed: the run's draw seed; with ``step`` it fixes every unit's draw (:mod:`stsmooth.core.draws`).
+        step: the update's index.
         units: from :func:`plan_units`; default: every tensor is its own group.
     """
     rates, preserve_prob = _checked(teacher, student, momentum, preserve_prob, granularity)
     if not teacher:
         return
     units = _default_units(len(teacher)) if units is None else units
-    moves = draw_units([t.shape for t in teacher], units, granularity, preserve_prob, generator, teacher[0].device)
+    moves = draw_units([t.shape for t in teacher], units, granularity, preserve_prob, seed, step, teacher[0].device)
     for t, s, move, rate in zip(teacher, student, moves, rates):
         t.copy_(torch.where(move, torch.lerp(t, s.to(t.dtype), rate), t))
 
@@ -252,14 +257,16 @@ def smooth_(
     momentum: float | Sequence[float],
     preserve_prob: float,
     granularity: str = "tensor",
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    step: int = 0,
     units: Sequence[Unit] | None = None,
     plan: fast.DrawPlan | None = None,
+    kernel: str = "auto",
 ) -> None:
     """One Spatial-Temporal Smoothing step, in place on ``teacher`` (paper 000 Eq. 3).
 
-    The numbers of :func:`smooth_reference_` for the same ``generator`` (neuron-wise on
-    CPU float32: the same law from random bytes), computed by :mod:`stsmooth.core.fast`.
+    The numbers of :func:`smooth_reference_` for the same ``seed`` and ``step``, bit for
+    bit, computed by :mod:`stsmooth.core.fast`.
 
     Args:
         teacher: the teacher's floating tensors, updated in place.
@@ -269,9 +276,12 @@ def smooth_(
             ``norm="copy"`` does for BatchNorm statistics (paper 003 Table 8 "student PN").
         preserve_prob: preserving probability p in [0, 1]; 0 gives TMA.
         granularity: ``"tensor"``, ``"layer"``, ``"channel"`` or ``"neuron"``.
-        generator: source of the Bernoulli draws (on the tensors' device).
+        seed: the run's draw seed; with ``step`` it fixes every unit's draw (:mod:`stsmooth.core.draws`).
+        step: the update's index.
         units: from :func:`plan_units`; default: every tensor is its own group.
         plan: a :class:`stsmooth.core.fast.DrawPlan` of ``units`` (saves rebuilding it every step).
+        kernel: ``"auto"`` (the fused Triton kernel for channel/neuron on CUDA when Triton is
+            installed), ``"torch"`` (never) or ``"triton"`` (always; CPU only under ``TRITON_INTERPRET=1``).
 
     Example:
         >>> t, s = [torch.zeros(3)], [torch.ones(3)]
@@ -280,11 +290,12 @@ def smooth_(
         tensor([0.1000, 0.1000, 0.1000])
     """
     rates, preserve_prob = _checked(teacher, student, momentum, preserve_prob, granularity)
+    fast.check_kernel(kernel)
     if preserve_prob == 1.0 or not teacher:
         return
     if preserve_prob > 0.0 and plan is None:
         plan = fast.DrawPlan([t.shape for t in teacher], _default_units(len(teacher)) if units is None else units)
-    fast.smooth_fast_(teacher, student, rates, preserve_prob, granularity, generator, plan)
+    fast.smooth_fast_(teacher, student, rates, preserve_prob, granularity, seed, step, plan, kernel)
 
 
 def module_tensors(module: torch.nn.Module, statistics: bool = True) -> tuple[list[str], list[Tensor], list[Unit], list[str]]:

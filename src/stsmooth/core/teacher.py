@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from stsmooth.core import distributed
 from stsmooth.core import norm as norms
-from stsmooth.core.fast import DrawPlan
+from stsmooth.core.fast import DrawPlan, check_kernel
 from stsmooth.core.smoothing import (
     check_granularity,
     check_probability,
@@ -50,14 +50,6 @@ def unwrap(module: nn.Module) -> nn.Module:
             return module
 
 
-def _step_seed(seed: int, step: int) -> int:
-    """Mix (seed, step) into a 63-bit generator seed (splitmix64 finaliser)."""
-    z = (seed * 0x9E3779B97F4A7C15 + step + 1) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
-
-
 class Teacher:
     """A smoothed copy of a student network (TMA, SE, STS; EMAN statistics).
 
@@ -73,6 +65,9 @@ class Teacher:
         seed: seed of the draws; ``None`` picks one. Under torchrun rank 0's is used by all.
         nonfinite: what a non-finite student value does: ``"raise"`` (teacher unchanged),
             ``"skip"`` (teacher unchanged, a warning) or ``"ignore"`` (no check, fastest).
+        kernel: ``"auto"`` runs channel/neuron updates of float32 CUDA teachers through the
+            fused Triton kernel when Triton is installed (:mod:`stsmooth.core.triton_kernel`);
+            ``"torch"`` turns it off. Both give the same numbers.
 
     Attributes:
         module: the smoothed ``nn.Module`` (no gradients).
@@ -89,6 +84,7 @@ class Teacher:
         norm: str = "eman",
         seed: int | None = None,
         nonfinite: str = "raise",
+        kernel: str = "auto",
     ) -> None:
         self.momentum = check_probability("momentum", momentum)
         self.preserve_prob = check_probability("preserve_prob", preserve_prob)
@@ -98,6 +94,7 @@ class Teacher:
         if nonfinite not in _NONFINITE:
             raise ValueError(f"nonfinite={nonfinite!r} is not one of {', '.join(_NONFINITE)}")
         self.nonfinite = nonfinite
+        self.kernel = check_kernel(kernel)
         if seed is None:
             seed = int.from_bytes(os.urandom(7), "little")
         self.seed = distributed.broadcast_int(int(seed))
@@ -212,16 +209,13 @@ class Teacher:
             source, copied = self._reconciled(source, copied)
             # batch/own teachers saw only their rank's batches: agree on their statistics too
             distributed.average_(self._own_stats)
-        generator = None
-        if 0.0 < p < 1.0:
-            generator = torch.Generator(device=self._tensors[0].device)
-            generator.manual_seed(_step_seed(self.seed, self.step))
         momenta: float | list[float] = m
         if self._copy_index:
             momenta = [m] * len(self._tensors)
             for i in self._copy_index:
                 momenta[i] = 0.0
-        smooth_(self._tensors, source, momenta, p, self.granularity, generator, plan=self._draw_plan())
+        smooth_(self._tensors, source, momenta, p, self.granularity, self.seed, self.step, plan=self._draw_plan(),
+                kernel=self.kernel)
         if p < 1.0:  # p = 1 leaves the teacher unchanged, counters included
             for t, s in zip(self._copied, copied):
                 t.copy_(s)
