@@ -1,0 +1,81 @@
+"""The fused Triton kernel (core/triton_kernel.py) under Triton's interpreter on CPU: the torch path's numbers, bit for bit.
+
+Triton reads ``TRITON_INTERPRET`` when a kernel is defined, so the check runs in a fresh
+interpreter with it set.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("triton")
+
+SCRIPT = textwrap.dedent("""
+    import torch
+    from torch import nn
+    from stsmooth.core import triton_kernel
+    from stsmooth.core.smoothing import module_tensors, smooth_
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.bn = nn.BatchNorm2d(8)
+            self.fc = nn.Linear(8, 5)
+            self.scale = nn.Parameter(torch.tensor(1.5))
+
+    assert triton_kernel.AVAILABLE
+    assert type(triton_kernel._smooth_kernel).__name__ == "InterpretedFunction"
+    torch.manual_seed(0)
+    t_net, s_net = Net(), Net()
+    for net in (t_net, s_net):
+        net.bn.running_mean.normal_()
+        net.bn.running_var.uniform_(0.5, 2.0)
+        net.bn.weight.data.uniform_(0.5, 1.5)
+    names, t0, units, _ = module_tensors(t_net)
+    _, s, _, _ = module_tensors(s_net)
+    copy = [0.0 if n.startswith("bn.running") else 0.9 for n in names]
+    cases = 0
+    for gran in ("channel", "neuron"):
+        for momentum in (0.9, 0.3, 0.0, copy):       # lerp weight < 0.5, >= 0.5, = 1, per tensor
+            for p in (0.3, 0.7, 0.999):
+                for step in (0, 5):
+                    want = [x.clone() for x in t0]
+                    smooth_(want, s, momentum, p, gran, 11, step, units, kernel="torch")
+                    got = [x.clone() for x in t0]
+                    smooth_(got, s, momentum, p, gran, 11, step, units, kernel="triton")
+                    for n, a, b in zip(names, got, want):
+                        assert torch.equal(a, b), (gran, momentum, p, step, n, (a != b).sum().item())
+                    moved = sum(int((a != x).sum()) for a, x in zip(got, t0))
+                    kept = sum(int((a == x).sum()) for a, x in zip(got, t0))
+                    assert kept > 0 and (moved > 0 or p == 0.999)
+                    cases += 1
+    # the kernel's hash alone: a 0-momentum SE step from zeros to ones shows each unit's draw
+    t = [torch.zeros(3000)]
+    smooth_(t, [torch.ones(3000)], 0.0, 0.5, "neuron", 4, 2, kernel="triton")
+    from stsmooth.core import draws
+    assert torch.equal(t[0].bool(), draws.moves(4, 2, 1, torch.arange(3000), 0.5))
+    print("OK", cases)
+""")
+
+
+def test_triton_kernel_equals_torch_path_under_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["OK", "48"]
+
+
+def test_triton_refuses_other_dtypes():
+    import torch
+
+    from stsmooth.core import triton_kernel
+    from stsmooth.core.fast import DrawPlan
+    from stsmooth.core.smoothing import Unit
+
+    t, s = [torch.zeros(4, dtype=torch.float64)], [torch.ones(4, dtype=torch.float64)]
+    with pytest.raises(ValueError, match="float32 contiguous tensors only"):
+        triton_kernel.smooth_triton_(t, s, DrawPlan([t[0].shape], [Unit(0, 0)]), [0.5], 0.5, "neuron", 0, 0)
