@@ -102,18 +102,25 @@ def evaluation(n: int, n_train: int, device) -> None:
           f"{wall:.1f} s wall, {cpu:.1f} s CPU (target < 180 s wall on 2 cores); generating alone: {gen_wall:.1f} s")
 
 
+PARTS = ("28", "224", "evaluation")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="fewer pictures (a smoke run, not the issue's setting)")
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to run (default: all)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     n28, n224, n_eval, n_train = (1000, 16, 1000, 6000) if args.quick else (10000, 64, 10000, 60000)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    generation(scenes(n28, 28, 1), 10000, f"CPU, {n28} x 1x28x28 (CIFAR-10-C parameters)")
-    generation(scenes(n224, 224, 3), 32, f"CPU, {n224} x 3x224x224 (ImageNet-C parameters)")
-    evaluation(n_eval, n_train, torch.device("cpu"))
-    if torch.cuda.is_available():
+    if "28" in args.parts:
+        generation(scenes(n28, 28, 1), 10000, f"CPU, {n28} x 1x28x28 (CIFAR-10-C parameters)")
+    if "224" in args.parts:
+        generation(scenes(n224, 224, 3), 32, f"CPU, {n224} x 3x224x224 (ImageNet-C parameters)")
+    if "evaluation" in args.parts:
+        evaluation(n_eval, n_train, torch.device("cpu"))
+    if torch.cuda.is_available() and "224" in args.parts:
         dev = torch.device("cuda")
         generation(scenes(256, 224, 3).to(dev), 128, f"GPU ({torch.cuda.get_device_name()}), 256 x 3x224x224")
 

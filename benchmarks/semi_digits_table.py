@@ -1,7 +1,7 @@
 """The digits semi-supervised table: supervised-only, Π-model, Mean Teacher and FixMatch,
 each with a TMA and an STS teacher, over three seeds (= three label splits).
 
-Every run is exactly ``stsmooth train configs/<recipe>_digits.yaml teacher.preserve_prob=P
+Every run is exactly ``stsmooth train <recipe>_digits teacher.preserve_prob=P
 seed=S data.split_seed=S out=...`` (the commands are printed); runs go to a
 process pool, one torch thread each, and the script prints a markdown table of
 the student's and the teacher's top-1 on the digits test split (297 images),
@@ -23,14 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 #: table row name -> recipe
 METHODS = {
-    "supervised": ("Supervised-only", "configs/supervised_digits.yaml"),
-    "pi_model": ("Π-model", "configs/pi_model_digits.yaml"),
-    "mean_teacher": ("Mean Teacher", "configs/mean_teacher_digits.yaml"),
-    "fixmatch": ("FixMatch", "configs/fixmatch_digits.yaml"),
+    "supervised": ("Supervised-only", "supervised_digits"),
+    "pi_model": ("Π-model", "pi_model_digits"),
+    "mean_teacher": ("Mean Teacher", "mean_teacher_digits"),
+    "fixmatch": ("FixMatch", "fixmatch_digits"),
 }
 
 #: teacher column -> overrides (000 §4: p = 0.5 for FixMatch; TMA is p = 0)
@@ -49,7 +47,7 @@ def run_one(job: tuple[str, list[str], int]) -> dict:
     from stsmooth.training import config, train
 
     start = time.perf_counter()
-    results = train.run(config.load(ROOT / recipe, overrides))
+    results = train.run(config.load(recipe, overrides))  # a packaged recipe, by name
     results["wall_seconds"] = time.perf_counter() - start
     return results
 

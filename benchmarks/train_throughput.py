@@ -20,15 +20,12 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from pathlib import Path
 
 import torch
 
 from stsmooth.data import DeviceLoader
 from stsmooth.methods import METHODS
 from stsmooth.training import builder, config, optim, parallel, train
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(fn, device: torch.device, repeat: int) -> float:
@@ -49,7 +46,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the student")
     p.add_argument("--granularity", default="layer")
-    p.add_argument("--recipe", default=str(ROOT / "configs/byol_sts_cifar10.yaml"))
+    p.add_argument("--recipe", default="byol_sts_cifar10", help="a packaged recipe name or a YAML path")
     args = p.parse_args()
 
     device = builder.resolve_device(args.device)

@@ -59,5 +59,34 @@ def test_bad_input_is_one_line_with_status_2(argv, message, capsys):
     assert message in err and "\n" not in err
 
 
-def test_recipe_names_resolve_to_configs():
-    assert resolve_recipe("moco_digits") == Path(__file__).resolve().parents[1] / "configs/moco_digits.yaml"
+def test_recipe_names_resolve_to_the_packaged_recipes():
+    assert resolve_recipe("moco_digits") == Path(__file__).resolve().parents[1] / "src/stsmooth/recipes/moco_digits.yaml"
+
+
+def test_an_unknown_recipe_lists_the_nearest_names(capsys):
+    assert main(["train", "byol_digts"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "did you mean byol_digits, moco_digits" in err
+
+
+def test_version(capsys):
+    import stsmooth
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"stsmooth {stsmooth.__version__}"
+
+
+def test_recipes_lists_one_line_per_recipe_and_the_documented_variants(capsys):
+    from stsmooth.training import config
+
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:-1] if not line.startswith(" ")}
+    assert sorted(rows) == config.recipe_names()
+    # name, method, data, model, then the teacher rule and the paper
+    assert rows["byol_sts_cifar10"][:5] == ["byol_sts_cifar10", "byol", "cifar10", "resnet18", "STS"]
+    assert rows["fixmatch_eman_imagenet"][:5] == ["fixmatch_eman_imagenet", "fixmatch", "folder", "resnet50", "TMA"]
+    assert " ".join(rows["byol_sts_cifar10"]).endswith("000 §4.1, Tables 2-3 (STS), CIFAR-10 adaptation")
+    under = lines[[i for i, line in enumerate(lines) if line.startswith("byol_sts_cifar10 ")][0] + 1]
+    assert under.startswith("    + teacher.preserve_prob=0 out=runs/byol_tma_cifar10: BYOL + TMA")

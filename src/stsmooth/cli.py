@@ -1,22 +1,23 @@
 """The ``stsmooth`` command.
 
-    stsmooth train RECIPE.yaml [key=value ...]       train (torchrun-aware)
+    stsmooth train RECIPE [key=value ...]            train (torchrun-aware)
+    stsmooth recipes                                  the packaged recipes, one line each
     stsmooth eval PROTOCOL CHECKPOINT [key=value ...] knn | linear | finetune | retrieval | lowshot | corruption
     stsmooth export CHECKPOINT OUT.safetensors [--student]
     stsmooth demo [--seeds 0 1 2] [--out runs/demo]
     stsmooth sweep RECIPE --grid KEY=V1,V2 [--grid ...] --seeds 0 1 2 [key=value ...] --out DIR
 
-A recipe is a path or the name of a file in the repository's ``configs/``
-(``stsmooth train byol_digits``).
+A recipe is a YAML path or the name of a recipe shipped in the package
+(``stsmooth/recipes/``): ``stsmooth train byol_digits``. ``stsmooth --version``.
 
 Many GPUs (DDP, NCCL; gloo on CPU), the global ``optim.batch_size`` split across ranks::
 
-    torchrun --nproc_per_node 8 -m stsmooth train configs/byol_sts_imagenet.yaml data.root=/data/imagenet
+    torchrun --nproc_per_node 8 -m stsmooth train byol_sts_imagenet data.root=/data/imagenet
 
 Many nodes, through torchrun's rendezvous (run the same line on every node)::
 
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29400 \
-        --rdzv_id byol1 -m stsmooth train configs/byol_sts_imagenet.yaml data.root=/data/imagenet
+        --rdzv_id byol1 -m stsmooth train byol_sts_imagenet data.root=/data/imagenet
  Errors in the input are printed as one line
 and give exit status 2; a run stopped by a non-finite loss gives 3.
 """
@@ -28,19 +29,14 @@ import json
 import sys
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+import stsmooth
 
 
 def resolve_recipe(recipe: str) -> Path:
-    """A recipe path, or ``configs/<name>.yaml`` of the repository for a bare name."""
-    path = Path(recipe)
-    if path.is_file():
-        return path
-    named = CONFIGS / (recipe if recipe.endswith(".yaml") else recipe + ".yaml")
-    if named.is_file():
-        return named
-    known = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml"))) if CONFIGS.is_dir() else "none found"
-    raise FileNotFoundError(f"recipe {recipe!r} not found (a YAML path, or one of: {known})")
+    """A recipe path, or the packaged recipe of that name (:func:`stsmooth.training.config.recipe_path`)."""
+    from stsmooth.training.config import recipe_path
+
+    return recipe_path(recipe)
 
 
 def _split_recipe(args: list[str]) -> tuple[str | None, list[str]]:
@@ -68,6 +64,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if tdist.is_available() and tdist.is_initialized():
             tdist.destroy_process_group()
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """``stsmooth recipes``: one line per packaged recipe, its documented variants under it."""
+    from stsmooth.training import config
+
+    print(f"{'recipe':24s} {'method':13s} {'data':9s} {'model':11s} {'teacher rule':46s} paper")
+    for name in config.recipe_names():
+        print(config.describe_recipe(name))
+        for overrides, reason in config.recipe_notes(name)["variants"]:
+            print(f"    + {' '.join(overrides)}: {reason}")
+    print(f"train one: stsmooth train NAME [key=value ...]; the files are in {config.recipes_dir()}")
     return 0
 
 
@@ -119,10 +128,14 @@ def parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="stsmooth", description="Teacher smoothing (TMA, SE, STS, EMAN) for "
                                 "student-teacher learning.")
+    p.add_argument("--version", action="version", version=f"stsmooth {stsmooth.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train from a recipe: stsmooth train RECIPE.yaml [key=value ...]")
+    t = sub.add_parser("train", help="train from a recipe (a packaged recipe's name or a YAML path): "
+                       "stsmooth train byol_digits [key=value ...]")
     t.add_argument("rest", nargs="*", metavar="RECIPE [key=value ...]")
     t.set_defaults(func=cmd_train)
+    r = sub.add_parser("recipes", help="list the packaged recipes: method, data, model, teacher rule, paper")
+    r.set_defaults(func=cmd_recipes)
     e = sub.add_parser("eval", help="evaluate a checkpoint: stsmooth eval knn CHECKPOINT [key=value ...]")
     e.add_argument("protocol", metavar="PROTOCOL", help=" | ".join(PROTOCOLS))
     e.add_argument("checkpoint", metavar="CHECKPOINT")

@@ -143,11 +143,11 @@ SMOKE = ["progress=false", "optim.epochs=2", "optim.steps_per_epoch=2", "model.o
          "eval.every_epochs=1", "eval.probe_size=16"]
 
 
-@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("fixmatch_*.yaml")))
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "src/stsmooth/recipes").glob("fixmatch_*.yaml")))
 def test_recipes_load(recipe):
     from stsmooth.training import config
 
-    cfg = config.load(ROOT / "configs" / recipe)
+    cfg = config.load(ROOT / "src/stsmooth/recipes" / recipe)
     fixmatch.validate(cfg.fixmatch)
     assert cfg.method == "fixmatch" and (cfg.data.labels_per_class or cfg.data.label_fraction)
 
@@ -159,7 +159,7 @@ def test_digits_recipe_trains_and_resumes_bit_identically(tmp_path, monkeypatch,
     from stsmooth.training import checkpoint, config, train
 
     def cfg(out, *more):
-        return config.load(ROOT / "configs/fixmatch_digits.yaml",
+        return config.load(ROOT / "src/stsmooth/recipes/fixmatch_digits.yaml",
                            SMOKE + [f"fixmatch.pseudo_labels_from={source}", "teacher.preserve_prob=0.5",
                                     f"out={tmp_path / out}", *more])
 

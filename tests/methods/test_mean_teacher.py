@@ -208,12 +208,12 @@ def test_one_training_step_with_real_teacher(two_heads, momentum, preserve):
 
 
 
-@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "src/stsmooth/recipes").glob("*.yaml")
                                           if p.name.startswith(("mean_teacher_", "pi_model_"))))
 def test_recipes_load(recipe):
     from stsmooth.training import config
 
-    cfg = config.load(ROOT / "configs" / recipe)
+    cfg = config.load(ROOT / "src/stsmooth/recipes" / recipe)
     mt.validate(cfg.mean_teacher)
     assert cfg.method == "mean_teacher"
     assert (cfg.mean_teacher.targets_from == "student") == recipe.startswith("pi_model_")
@@ -224,7 +224,7 @@ def test_recipes_load(recipe):
 def test_digits_recipes_train(tmp_path, recipe, extra):
     from stsmooth.training import config, train
 
-    cfg = config.load(ROOT / "configs" / recipe,
+    cfg = config.load(ROOT / "src/stsmooth/recipes" / recipe,
                       ["progress=false", "optim.epochs=1", "optim.steps_per_epoch=3", "model.options.width=8",
                        "export=false", "teacher.preserve_prob=0.5", f"out={tmp_path}", *extra])
     res = train.run(cfg)

@@ -92,17 +92,17 @@ def test_more_labels_per_class_than_a_class_holds_is_an_error():
 
 
 
-@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("supervised_*.yaml")))
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "src/stsmooth/recipes").glob("supervised_*.yaml")))
 def test_recipes_load(recipe):
     from stsmooth.training import config
 
-    cfg = config.load(ROOT / "configs" / recipe)
+    cfg = config.load(ROOT / "src/stsmooth/recipes" / recipe)
     assert cfg.method == "supervised" and cfg.supervised.mu == 0
 
 
 def test_recipe_with_more_labels_than_a_class_holds_is_a_clear_error(tmp_path):
     from stsmooth.training import config, run_data
 
-    cfg = config.load(ROOT / "configs/supervised_digits.yaml", ["data.labels_per_class=500", f"out={tmp_path}"])
+    cfg = config.load(ROOT / "src/stsmooth/recipes/supervised_digits.yaml", ["data.labels_per_class=500", f"out={tmp_path}"])
     with pytest.raises(ValueError, match="images but 500 labels per class"):
         run_data.load(cfg, labeled_subset=True)

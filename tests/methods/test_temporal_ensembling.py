@@ -144,7 +144,7 @@ def test_bad_input():
 
 
 def test_feed_indices_point_at_the_unlabeled_images(tmp_path):
-    cfg = config.load(ROOT / "configs/supervised_digits.yaml",
+    cfg = config.load(ROOT / "src/stsmooth/recipes/supervised_digits.yaml",
                       ["progress=false", f"out={tmp_path}", "optim.steps_per_epoch=0", "supervised.mu=2"])
     s = train.setup(cfg)
     seen = []
@@ -161,7 +161,7 @@ def test_training_run_and_bit_identical_resume(tmp_path, monkeypatch):
             "temporal_ensembling.rampup_steps=4", "temporal_ensembling.consistency_weight=3",
             "optim.steps_per_epoch=0", "optim.batch_size=16", "optim.epochs=2", "eval.every_epochs=1",
             "model.options.width=8", "export=false", "data.labels_per_class=5"]
-    cfg = config.load(ROOT / "configs/supervised_digits.yaml", args + [f"out={tmp_path / 'a'}"])
+    cfg = config.load(ROOT / "src/stsmooth/recipes/supervised_digits.yaml", args + [f"out={tmp_path / 'a'}"])
     res = train.run(cfg)
     state = checkpoint.load(tmp_path / "a/checkpoints/last.pt")
     count = state["model"]["ensemble_count"]
@@ -177,9 +177,9 @@ def test_training_run_and_bit_identical_resume(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train.ckpt, "save", crash_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
-        train.run(config.load(ROOT / "configs/supervised_digits.yaml", args + [f"out={tmp_path / 'b'}"]))
+        train.run(config.load(ROOT / "src/stsmooth/recipes/supervised_digits.yaml", args + [f"out={tmp_path / 'b'}"]))
     monkeypatch.setattr(train.ckpt, "save", real_save)
-    train.run(config.load(ROOT / "configs/supervised_digits.yaml", args + [f"out={tmp_path / 'b'}", "resume=true"]))
+    train.run(config.load(ROOT / "src/stsmooth/recipes/supervised_digits.yaml", args + [f"out={tmp_path / 'b'}", "resume=true"]))
     resumed = checkpoint.load(tmp_path / "b/checkpoints/last.pt")
     for key in state["model"]:
         assert torch.equal(state["model"][key], resumed["model"][key]), key

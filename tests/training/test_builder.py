@@ -17,7 +17,7 @@ def _drawn_units(*overrides: str) -> torch.Tensor:
     The student is moved by +1 before the update, so a replaced entry equals the student and a
     preserved one is 1 away: the pattern is the draw itself, whatever the initial weights are.
     """
-    cfg = config.load(ROOT / "configs/byol_digits.yaml",
+    cfg = config.load(ROOT / "src/stsmooth/recipes/byol_digits.yaml",
                       ["model.options.width=8", "byol.projector_hidden=16", "byol.projector_out=8",
                        "byol.predictor_hidden=16", "teacher.momentum=0", "teacher.momentum_schedule=constant",
                        "teacher.preserve_prob=0.5", "teacher.granularity=neuron", *overrides])

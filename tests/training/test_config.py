@@ -8,7 +8,7 @@ from stsmooth.methods import METHODS
 from stsmooth.training import config
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
+RECIPES = sorted((ROOT / "src/stsmooth/recipes").glob("*.yaml"))
 
 
 def test_defaults_are_the_papers():
@@ -27,21 +27,71 @@ def test_every_recipe_loads(recipe):
 
 
 def test_paper_recipes():
-    sts = config.load(ROOT / "configs/byol_sts_imagenet.yaml")
+    sts = config.load(ROOT / "src/stsmooth/recipes/byol_sts_imagenet.yaml")
     assert (sts.teacher.preserve_prob, sts.teacher.momentum, sts.teacher.momentum_schedule) == (0.7, 0.99, "cosine")
-    tma = config.load(ROOT / "configs/moco_tma_imagenet.yaml")
+    tma = config.load("moco_sts_imagenet", ["teacher.preserve_prob=0"])  # the TMA variant of its header
     assert (tma.teacher.preserve_prob, tma.teacher.momentum, tma.optim.lr) == (0.0, 0.999, 0.03)
-    eman = config.load(ROOT / "configs/byol_eman_imagenet.yaml")
+    eman = config.load(ROOT / "src/stsmooth/recipes/byol_eman_imagenet.yaml")
     assert (eman.teacher.norm, eman.teacher.momentum, eman.optim.name) == ("eman", 0.98, "lars")
-    moco_eman = config.load(ROOT / "configs/moco_eman_imagenet.yaml")
+    moco_eman = config.load(ROOT / "src/stsmooth/recipes/moco_eman_imagenet.yaml")
     assert moco_eman.norm_baseline == "none" and moco_eman.teacher.norm == "eman"
-    cifar = config.load(ROOT / "configs/byol_sts_cifar10.yaml")
+    cifar = config.load(ROOT / "src/stsmooth/recipes/byol_sts_cifar10.yaml")
     assert cifar.model.name == "resnet18" and cifar.model.options["stem"] == "cifar"
 
 
+def test_a_recipe_is_a_packaged_name_or_a_path(tmp_path, monkeypatch):
+    packaged = ROOT / "src/stsmooth/recipes/byol_digits.yaml"
+    assert config.recipe_path("byol_digits") == packaged == config.recipe_path("byol_digits.yaml")
+    assert config.recipe_names() == [p.stem for p in RECIPES] and len(RECIPES) >= 20
+    assert config.load("moco_digits").method == "moco"
+    own = tmp_path / "mine.yaml"
+    own.write_text("method: moco\nteacher:\n  momentum: 0.5\n")
+    assert config.load(own).teacher.momentum == 0.5 and config.load(str(own)).method == "moco"
+    monkeypatch.chdir(tmp_path)  # a file of that name in the working folder wins over the packaged recipe
+    (tmp_path / "byol_digits.yaml").write_text("method: moco\n")
+    assert config.load("byol_digits.yaml").method == "moco" and config.load("byol_digits").method == "byol"
+
+
+@pytest.mark.parametrize("wrong, nearest", [("byol_digts", "byol_digits"), ("moco_sts_cifar", "moco_sts_cifar10"),
+                                            ("recipes/fixmatch_cifar10.yml", "fixmatch_cifar10")])
+def test_an_unknown_recipe_names_the_nearest(wrong, nearest):
+    with pytest.raises(FileNotFoundError) as err:
+        config.load(wrong)
+    message = str(err.value)
+    assert message.startswith(f"recipe {wrong!r} not found") and "\n" not in message
+    assert message.split("did you mean ", 1)[1].split(",")[0].split("?")[0] == nearest
+
+
+def test_an_unknown_recipe_without_near_names_says_where_to_look():
+    with pytest.raises(FileNotFoundError, match=r"^recipe 'zzzz' not found: .* \(stsmooth recipes lists them\)$"):
+        config.load("zzzz")
+
+
+@pytest.mark.parametrize("teacher, rule", [
+    ({"momentum": 0.0, "preserve_prob": 0.0}, "none (m 0, BN eman)"),
+    ({"momentum": 0.999, "preserve_prob": 0.0}, "TMA (m 0.999, BN eman)"),
+    ({"momentum": 0.0, "preserve_prob": 0.7, "granularity": "channel"}, "SE (m 0, p 0.7 channel, BN eman)"),
+    ({"momentum": 0.99, "momentum_schedule": "cosine", "preserve_prob": 0.7, "norm": "batch"},
+     "STS (m 0.99->1 cosine, p 0.7 layer, BN batch)"),
+    # m = 0 ramped up by a schedule still moves the teacher: TMA, not "none"
+    ({"momentum": 0.0, "momentum_schedule": "cosine", "preserve_prob": 0.0}, "TMA (m 0->1 cosine, BN eman)"),
+])
+def test_teacher_rule_names_eq3s_cases(teacher, rule):
+    assert config.teacher_rule(config.TeacherConfig(**teacher)) == rule
+
+
+def test_recipe_notes_read_the_paper_line_and_the_variants():
+    notes = config.recipe_notes("byol_sts_cifar10")
+    assert notes["paper"] == "000 §4.1, Tables 2-3 (STS), CIFAR-10 adaptation"
+    (overrides, reason), = notes["variants"]
+    assert overrides == ["teacher.preserve_prob=0", "out=runs/byol_tma_cifar10"]
+    assert reason.startswith("BYOL + TMA") and "000 Eq. 3 with p = 0" in reason
+    assert config.recipe_notes("byol_digits")["variants"] == []
+
+
 def test_overrides_win_and_are_typed():
-    cfg = config.load(ROOT / "configs/byol_digits.yaml", ["teacher.momentum=0", "teacher.preserve_prob=0",
-                                                           "optim.epochs=3", "model.options.width=8"])
+    cfg = config.load(ROOT / "src/stsmooth/recipes/byol_digits.yaml", ["teacher.momentum=0", "teacher.preserve_prob=0",
+                                                                       "optim.epochs=3", "model.options.width=8"])
     assert cfg.teacher.momentum == 0.0 and isinstance(cfg.teacher.momentum, float)
     assert cfg.optim.epochs == 3 and cfg.model.options == {"width": 8}
 
@@ -88,7 +138,7 @@ def test_malformed_override_and_missing_recipe():
 
 
 def test_roundtrip_through_yaml_and_dict(tmp_path):
-    cfg = config.load(ROOT / "configs/moco_digits.yaml", ["seed=3"])
+    cfg = config.load(ROOT / "src/stsmooth/recipes/moco_digits.yaml", ["seed=3"])
     config.save(cfg, tmp_path / "config.yaml")
     again = config.load(tmp_path / "config.yaml")
     assert again == cfg

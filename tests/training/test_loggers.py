@@ -22,7 +22,7 @@ TINY = ["progress=false", "model.options.width=8", "byol.projector_hidden=32", "
 
 
 def tiny(out, *extra):
-    return config.load(ROOT / "configs/byol_digits.yaml", TINY + [f"out={out}", *extra])
+    return config.load(ROOT / "src/stsmooth/recipes/byol_digits.yaml", TINY + [f"out={out}", *extra])
 
 
 def csv_rows(out):

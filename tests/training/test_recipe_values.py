@@ -1,5 +1,8 @@
 """Every recipe's key values against a table of their sources (papers 000/003/004 and the releases).
 
+A row is a recipe file, or a variant: a recipe plus the one-key override its header documents
+(``stsmooth train byol_sts_cifar10 teacher.preserve_prob=0`` replaced ``byol_tma_cifar10.yaml``).
+
 Sources of the table (checked by reading the release code):
 
 * EMAN release, amazon-science/exponential-moving-average-normalization: README commands
@@ -24,7 +27,20 @@ import pytest
 from stsmooth.training import config, train
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
+RECIPES = sorted((ROOT / "src/stsmooth/recipes").glob("*.yaml"))
+
+# Variants that were recipe files of their own: row name -> (recipe, the overrides its header documents).
+VARIANTS = {
+    "byol_tma_cifar10": ("byol_sts_cifar10", ["teacher.preserve_prob=0", "out=runs/byol_tma_cifar10"]),
+    "byol_tma_imagenet": ("byol_sts_imagenet", ["teacher.preserve_prob=0", "out=runs/byol_tma_imagenet"]),
+    "moco_tma_cifar10": ("moco_sts_cifar10", ["teacher.preserve_prob=0", "out=runs/moco_tma_cifar10"]),
+    "moco_tma_imagenet": ("moco_sts_imagenet", ["teacher.preserve_prob=0", "out=runs/moco_tma_imagenet"]),
+    "fixmatch_cifar10_sts": ("fixmatch_cifar10", ["teacher.preserve_prob=0.5"]),
+    "fixmatch_cifar100_sts": ("fixmatch_cifar100", ["teacher.preserve_prob=0.5"]),
+    "fixmatch_eman_cifar10_sts": ("fixmatch_eman_cifar10", ["teacher.preserve_prob=0.5"]),
+    "mean_teacher_cifar10_eman": ("mean_teacher_cifar10", ["teacher.norm=eman"]),
+    "mean_teacher_svhn_eman": ("mean_teacher_svhn", ["teacher.norm=eman"]),
+}
 
 # Shared rows, then one entry per recipe (dotted key -> value).
 BYOL_000 = {"method": "byol", "teacher.momentum": 0.99, "teacher.momentum_schedule": "cosine",
@@ -155,20 +171,43 @@ def _get(cfg, dotted: str):
     return value
 
 
-def test_every_recipe_has_a_row():
-    assert {p.stem for p in RECIPES} == set(TABLE)
+def test_every_recipe_and_variant_has_a_row():
+    assert {p.stem for p in RECIPES} | set(VARIANTS) == set(TABLE)
+    assert not {p.stem for p in RECIPES} & set(VARIANTS)
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
-def test_recipe_values_match_their_sources(recipe):
-    cfg = config.load(recipe)
+ROWS = sorted(TABLE)
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_recipe_values_match_their_sources(row):
+    recipe, overrides = VARIANTS.get(row, (row, []))
+    cfg = config.load(ROOT / f"src/stsmooth/recipes/{recipe}.yaml", overrides)
     wrong = {}
-    for key, expected in TABLE.get(recipe.stem, {}).items():
+    for key, expected in TABLE[row].items():
         got = _get(cfg, key)
         same = got == pytest.approx(expected) if isinstance(expected, float) else got == expected
         if not same:
             wrong[key] = (got, expected)
-    assert not wrong, f"{recipe.name}: (recipe, source) = {wrong}"
+    assert not wrong, f"{row}: (recipe, source) = {wrong}"
+
+
+@pytest.mark.parametrize("row", sorted(VARIANTS))
+def test_each_variant_is_documented_in_its_recipe_with_a_source(row):
+    """The header shows the exact command, and the line under it gives the override's source."""
+    recipe, overrides = VARIANTS[row]
+    text = (ROOT / f"src/stsmooth/recipes/{recipe}.yaml").read_text()
+    assert f"#   stsmooth train {recipe} {' '.join(overrides)}\n" in text
+    assert (overrides, config.recipe_notes(recipe)["variants"][0][1]) in config.recipe_notes(recipe)["variants"]
+    reason = dict((" ".join(o), r) for o, r in config.recipe_notes(recipe)["variants"])[" ".join(overrides)]
+    assert any(source in reason for source in ("000", "003", "004")), reason
+    # one key besides the run folder: a variant is a one-key override
+    assert len([o for o in overrides if not o.startswith("out=")]) == 1
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_names_its_paper(recipe):
+    assert config.recipe_notes(recipe)["paper"], f"{recipe.name} has no '# paper:' header line"
 
 
 def _value_lines(text: str):
@@ -199,11 +238,11 @@ def test_every_value_names_its_source(recipe):
 
 def test_byol_eman_momentum_ramps_like_the_release():
     """BYOLEMAN.momentum_update: m = 1 - (1 - 0.98)(cos(pi k / K) + 1) / 2 at iteration k of K."""
-    cfg = config.load(ROOT / "configs/byol_eman_imagenet.yaml")
+    cfg = config.load(ROOT / "src/stsmooth/recipes/byol_eman_imagenet.yaml")
     m, _ = train.teacher_schedules(cfg.teacher, steps_per_epoch=10, total_steps=1000)
     assert [m(0), m(500), m(1000)] == pytest.approx([0.98, 0.99, 1.0])
 
 
 def test_mean_teacher_recipes_use_the_releases_batch_norm_teacher():
     for name in ("mean_teacher_cifar10", "mean_teacher_svhn"):
-        assert config.load(ROOT / f"configs/{name}.yaml").teacher.norm == "batch"
+        assert config.load(ROOT / f"src/stsmooth/recipes/{name}.yaml").teacher.norm == "batch"

@@ -32,7 +32,7 @@ def _write(root: Path, sizes: dict[str, tuple[int, int]], n: int = 4, mode: str 
 
 
 def _cfg(root, *extra):
-    return config.load(ROOT / "configs/byol_digits.yaml", TINY + ["data.name=folder", f"data.root={root}", *extra])
+    return config.load(ROOT / "src/stsmooth/recipes/byol_digits.yaml", TINY + ["data.name=folder", f"data.root={root}", *extra])
 
 
 def test_folder_of_28px_grayscale_pngs_is_read_at_28px_one_channel(tmp_path):

@@ -11,7 +11,7 @@ from stsmooth.cli import main
 from stsmooth.training import checkpoint, sweep, train
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPE = ROOT / "configs/byol_digits.yaml"
+RECIPE = ROOT / "src/stsmooth/recipes/byol_digits.yaml"
 TINY = ["progress=false", "model.options.width=8", "byol.projector_hidden=32", "byol.projector_out=16",
         "byol.predictor_hidden=32", "optim.batch_size=32", "optim.steps_per_epoch=3", "optim.epochs=2",
         "optim.warmup_epochs=0", "eval.every_epochs=1", "eval.probe_size=32", "export=false",
@@ -81,10 +81,10 @@ def test_variants_and_seed_keys(tmp_path, capsys):
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 * 2 * 2
-    assert lines[5].startswith(f"stsmooth train {ROOT / 'configs/supervised_digits.yaml'} teacher.preserve_prob=0.5 "
+    assert lines[5].startswith(f"stsmooth train {ROOT / 'src/stsmooth/recipes/supervised_digits.yaml'} teacher.preserve_prob=0.5 "
                                "data.labels_per_class=3 seed=2 data.split_seed=2 out=")
     assert lines[5].endswith("runs/variant=STS,data.labels_per_class=3,seed=2 resume=true")
-    assert lines[8].startswith(f"stsmooth train {ROOT / 'configs/mean_teacher_digits.yaml'} data.labels_per_class=3")
+    assert lines[8].startswith(f"stsmooth train {ROOT / 'src/stsmooth/recipes/mean_teacher_digits.yaml'} data.labels_per_class=3")
 
 
 def _rows(path):

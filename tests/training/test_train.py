@@ -15,7 +15,7 @@ TINY = ["progress=false", "model.options.width=8", "byol.projector_hidden=32", "
 
 
 def tiny(out, *extra):
-    return config.load(ROOT / "configs/byol_digits.yaml", TINY + [f"out={out}", *extra])
+    return config.load(ROOT / "src/stsmooth/recipes/byol_digits.yaml", TINY + [f"out={out}", *extra])
 
 
 def test_teacher_schedules_are_functions_of_the_step():
@@ -110,7 +110,7 @@ def test_run_folder_contents(tmp_path):
 
 
 def test_semi_supervised_run(tmp_path):
-    cfg = config.load(ROOT / "configs/supervised_digits.yaml",
+    cfg = config.load(ROOT / "src/stsmooth/recipes/supervised_digits.yaml",
                       ["progress=false", f"out={tmp_path}", "optim.epochs=2", "optim.steps_per_epoch=3",
                        "model.options.width=8", "export=false"])
     res = train.run(cfg)

@@ -177,12 +177,22 @@ def _filter_matrix(n: int, kernel: torch.Tensor, mode: str, device) -> torch.Ten
     return m
 
 
+def _sep(x: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
+    """``rows @ x @ cols.T`` for every plane of (..., H, W), with (h', H) and (w', W) matrices (None:
+    identity), as large matrix products: a broadcast ``@`` would run one tiny product per plane."""
+    if cols is not None:
+        x = (x.reshape(-1, x.shape[-1]) @ cols.T.to(x.dtype)).view(*x.shape[:-1], cols.shape[0])
+    if rows is not None:
+        lead, (h, w) = x.shape[:-2], x.shape[-2:]
+        y = x.reshape(-1, h, w).transpose(1, 2).reshape(-1, h) @ rows.T.to(x.dtype)
+        x = y.view(-1, w, rows.shape[0]).transpose(1, 2).reshape(*lead, rows.shape[0], w)
+    return x
+
+
 def _filter(x: torch.Tensor, k_rows: torch.Tensor, k_cols: torch.Tensor, mode: str) -> torch.Tensor:
     """Separable correlation of every channel of (..., H, W) with odd 1-D kernels (rows: along H)."""
     h, w = x.shape[-2:]
-    rows = _filter_matrix(h, k_rows, mode, x.device).to(x.dtype)
-    cols = _filter_matrix(w, k_cols, mode, x.device).to(x.dtype)
-    return rows @ x @ cols.T
+    return _sep(x, _filter_matrix(h, k_rows, mode, x.device), _filter_matrix(w, k_cols, mode, x.device))
 
 
 @functools.lru_cache(maxsize=64)
@@ -203,7 +213,7 @@ def _gaussian(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate: fl
     if sigma <= 0:
         return x
     h, w = x.shape[-2:]
-    return _gauss_matrix(h, sigma, mode, truncate, x.device) @ x @ _gauss_matrix(w, sigma, mode, truncate, x.device).T
+    return _sep(x, _gauss_matrix(h, sigma, mode, truncate, x.device), _gauss_matrix(w, sigma, mode, truncate, x.device))
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -222,22 +232,26 @@ def _motion(x: torch.Tensor, radius: float, sigma: float, angle: torch.Tensor) -
     """ImageMagick's motion blur (see the module docstring). x (B, C, H, W), angle (B,) degrees."""
     b, c, h, w = x.shape
     width = 2 * math.ceil(radius) + 1
-    i = torch.arange(width, dtype=torch.float64, device=x.device)
+    i = torch.arange(width, dtype=torch.float64)
     k = torch.exp(-(i**2) / (2 * sigma**2))
     k = (k / k.sum()).tolist()
-    theta = torch.deg2rad(angle.to(torch.float64))
+    # Sorted by angle, the images that shift tap t by the same (dy, dx) are consecutive: each run
+    # is one slice of the edge-padded batch, with no per-pixel index arithmetic.
+    order = torch.argsort(angle)
+    theta = torch.deg2rad(angle[order].double().cpu())
     dy = torch.ceil(i[:, None] * torch.sin(theta)[None] - 0.5).long()  # (taps, B)
     dx = torch.ceil(i[:, None] * torch.cos(theta)[None] - 0.5).long()
-    rows = torch.arange(h, device=x.device)
-    cols = torch.arange(w, device=x.device)
-    flat = x.reshape(b, c, h * w)
-    out = torch.zeros_like(flat)
+    top, left = max(0, -int(dy.min())), max(0, -int(dx.min()))
+    padded = F.pad(x[order], (left, max(0, int(dx.max())), top, max(0, int(dy.max()))), mode="replicate")
+    out = torch.zeros_like(x)
     for t in range(width):
-        iy = (rows[None] + dy[t][:, None]).clamp(0, h - 1)
-        ix = (cols[None] + dx[t][:, None]).clamp(0, w - 1)
-        where = (iy[:, :, None] * w + ix[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
-        out.add_(flat.gather(2, where), alpha=k[t])
-    return out.view(b, c, h, w)
+        change = ((dy[t, 1:] != dy[t, :-1]) | (dx[t, 1:] != dx[t, :-1])).nonzero().flatten().add(1).tolist()
+        for start, end in zip([0, *change], [*change, b]):
+            oy, ox = top + int(dy[t, start]), left + int(dx[t, start])
+            out[start:end].add_(padded[start:end, :, oy : oy + h, ox : ox + w], alpha=k[t])
+    result = torch.empty_like(out)
+    result[order] = out
+    return result
 
 
 @functools.lru_cache(maxsize=256)
@@ -264,7 +278,7 @@ def _zoom_matrix(n: int, zoom: float, device) -> torch.Tensor:
 def _clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
     """The release's ``clipped_zoom`` of (..., H, W), both axes."""
     h, w = x.shape[-2:]
-    return _zoom_matrix(h, zoom, x.device) @ x @ _zoom_matrix(w, zoom, x.device).T
+    return _sep(x, _zoom_matrix(h, zoom, x.device), _zoom_matrix(w, zoom, x.device))
 
 
 def _plasma(batch: int, size: int, decay: float, g: torch.Generator, device) -> torch.Tensor:
@@ -274,11 +288,11 @@ def _plasma(batch: int, size: int, decay: float, g: torch.Generator, device) -> 
     diamond's centre is the mean of its four corners plus uniform noise in
     ``+-wibble**2`` (wibble 100, divided by ``decay`` at each halving of the step).
     """
-    m = torch.zeros(batch, size, size, dtype=torch.float64, device=device)
+    m = torch.zeros(batch, size, size, device=device)  # float32: ~1e-7 of the map's range
     step, wibble = size, 100.0
 
     def noisy_mean(total):
-        return total / 4 + wibble * _uniform(total.shape, -wibble, wibble, g, device).double()
+        return total / 4 + wibble * _uniform(total.shape, -wibble, wibble, g, device)
 
     while step >= 2:
         half = step // 2
@@ -294,7 +308,7 @@ def _plasma(batch: int, size: int, decay: float, g: torch.Generator, device) -> 
         wibble /= decay
     low = m.amin(dim=(1, 2), keepdim=True)
     m = m - low
-    return (m / m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)).float()
+    return m / m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
 
 
 def _next_pow2(n: int) -> int:
@@ -530,19 +544,22 @@ def _elastic(x, src, dst, alpha, sigma, g, fields=None):
     dev = x.device
     ones = torch.ones(3, 1, dtype=torch.float64, device=dev)
     forward = torch.linalg.solve(torch.cat([src, ones], 1), dst).transpose(1, 2)  # (B, 2, 3): dst = A src + t
-    inverse = torch.linalg.inv(forward[:, :, :2])
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=dev),
-                            torch.arange(w, dtype=torch.float64, device=dev), indexing="ij")
-    out_pts = torch.stack([xx, yy], -1).view(1, -1, 2) - forward[:, None, :, 2]
-    at = out_pts @ inverse.transpose(1, 2)  # (B, HW, 2) source (x, y)
-    grid = torch.stack([at[..., 0] * 2 / (w - 1) - 1, at[..., 1] * 2 / (h - 1) - 1], -1).view(b, h, w, 2)
-    x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="reflection", align_corners=True)
+    inv = torch.linalg.inv(forward[:, :, :2]).float().view(b, 2, 2, 1, 1)
+    yy = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1)
+    xx = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, w)
+    # source of output pixel (x, y): inverse @ ((x, y) - t), then grid_sample's [-1, 1] (corners aligned)
+    ux = xx - forward[:, 0, 2].float().view(b, 1, 1)
+    uy = yy - forward[:, 1, 2].float().view(b, 1, 1)
+    sx = inv[:, 0, 0] * ux + inv[:, 0, 1] * uy
+    sy = inv[:, 1, 0] * ux + inv[:, 1, 1] * uy
+    grid = torch.stack([sx * (2 / (w - 1)) - 1, sy * (2 / (h - 1)) - 1], -1)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
     # 2. the smooth random displacement field
     if fields is None:
         fields = _uniform((b, 2, h, w), -1.0, 1.0, g, dev)
     fields = _gaussian(fields, sigma, "reflect", truncate=3.0)
     dx, dy = (fields * alpha).unbind(1)
-    grid = torch.stack([(xx.float() + dx + 0.5) * 2 / w - 1, (yy.float() + dy + 0.5) * 2 / h - 1], -1)
+    grid = torch.stack([(xx + dx + 0.5) * (2 / w) - 1, (yy + dy + 0.5) * (2 / h) - 1], -1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -560,15 +577,19 @@ def _pil_box_weights(n_in: int, n_out: int) -> torch.Tensor:
     return weights / weights.sum(1, keepdim=True)
 
 
+def _nearest_matrix(n_out: int, n_in: int) -> torch.Tensor:
+    """(n_out, n_in) 0/1 matrix picking input ``floor((j + 0.5) n_in / n_out)`` for output j."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * n_in / n_out).floor().long()
+    return F.one_hot(src, n_in).double()
+
+
 def pixelate(x, c, g, **_):
     h, w = x.shape[-2:]
     small_h, small_w = max(1, int(h * c)), max(1, int(w * c))
     q = torch.round(x * 255)  # Pillow resizes 8-bit pictures, rounding after each pass
-    q = torch.floor(q @ _pil_box_weights(w, small_w).T.to(q) + 0.5)
-    q = torch.floor(_pil_box_weights(h, small_h).to(q) @ q + 0.5)
-    rows = ((torch.arange(h, dtype=torch.float64) + 0.5) * small_h / h).floor().long().to(x.device)
-    cols = ((torch.arange(w, dtype=torch.float64) + 0.5) * small_w / w).floor().long().to(x.device)
-    return q.index_select(2, rows).index_select(3, cols) / 255
+    q = torch.floor(_sep(q, None, _pil_box_weights(w, small_w).to(x.device)) + 0.5)
+    q = torch.floor(_sep(q, _pil_box_weights(h, small_h).to(x.device), None) + 0.5)
+    return _sep(q, _nearest_matrix(h, small_h).to(x.device), _nearest_matrix(w, small_w).to(x.device)) / 255
 
 
 # JPEG: Annex K tables of ITU-T T.81 and the IJG quality scaling (libjpeg jcparam.c).
@@ -592,32 +613,36 @@ def _dct_matrix(device) -> torch.Tensor:
     return d.to(device)  # orthonormal DCT-II: coefficients = D block D^T
 
 
-def _round_half_away(t: torch.Tensor) -> torch.Tensor:
-    return torch.sign(t) * torch.floor(t.abs() + 0.5)
-
-
 def _fix(v: float) -> int:
     return int(v * 65536 + 0.5)  # libjpeg's 16-bit fixed-point constants (jccolor.c, jdcolor.c)
 
 
 def _jpeg_plane(plane: torch.Tensor, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """Encode and decode one 0..255 plane (N, h, w), h and w multiples of 8: DCT, quantise, invert."""
+    """Encode and decode one 0..255 plane (N, h, w), h and w multiples of 8: DCT, quantise, invert.
+
+    The 2-D DCT of an 8x8 block is ``kron(D, D)`` applied to its 64 values: one matrix product for all blocks.
+    """
     n, h, w = plane.shape
-    blocks = (plane - 128).view(n, h // 8, 8, w // 8, 8).transpose(2, 3)
-    coef = _round_half_away(d @ blocks @ d.T / q)
-    rec = (torch.round(d.T @ (coef * q) @ d) + 128).clamp(0, 255)
-    return rec.transpose(2, 3).reshape(n, h, w)
+    blocks = (plane - 128).view(n, h // 8, 8, w // 8, 8).transpose(2, 3).reshape(-1, 64)
+    dct = torch.kron(d, d)
+    q = q.reshape(64)
+    coef = blocks @ dct.T / q
+    coef = (coef.abs() + 0.5).floor_().copysign_(coef)  # libjpeg rounds halves away from zero
+    rec = (torch.round((coef * q) @ dct) + 128).clamp(0, 255)
+    return rec.view(n, h // 8, w // 8, 8, 8).transpose(2, 3).reshape(n, h, w)
 
 
 def _pad_to(plane: torch.Tensor, multiple: int) -> torch.Tensor:
     """(N, h, w) with the last row and column repeated up to multiples of ``multiple`` (libjpeg's edge expansion)."""
     h, w = plane.shape[-2:]
-    return _pad_end(_pad_end(plane, 1, -h % multiple), 2, -w % multiple)
+    return _pad_end(plane, -h % multiple, -w % multiple)
 
 
-def _pad_end(x: torch.Tensor, dim: int, extra: int) -> torch.Tensor:
-    n = x.shape[dim]
-    return x.index_select(dim, torch.arange(n + extra, device=x.device).clamp(max=n - 1)) if extra else x
+def _pad_end(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """(N, h, w) with its last row repeated ``rows`` times and its last column ``cols`` times."""
+    if not rows and not cols:
+        return x
+    return F.pad(x[:, None], (0, cols, 0, rows), mode="replicate")[:, 0]
 
 
 def _upsample_fancy(c: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -650,10 +675,10 @@ def jpeg_compression(x, quality, g, **_):
     # chroma is upsampled from its real (h/2, w/2) part
     chroma = []
     for plane in (cb, cr):
-        p = _pad_end(_pad_end(plane, 2, -w % 16), 1, h % 2)
+        p = _pad_end(plane, h % 2, -w % 16)
         total = p[:, 0::2, 0::2] + p[:, 0::2, 1::2] + p[:, 1::2, 0::2] + p[:, 1::2, 1::2]
         bias = 1 + torch.arange(total.shape[2], device=dev) % 2
-        small = _pad_end(torch.floor((total + bias) / 4), 1, -total.shape[1] % 8)
+        small = _pad_end(torch.floor((total + bias) / 4), -total.shape[1] % 8, 0)
         small = _jpeg_plane(small, _quant_table(_CHROMA_Q, quality, dev), d)
         chroma.append(_upsample_fancy(small[:, : (h + 1) // 2, : (w + 1) // 2], h, w) - 128)
     cb, cr = chroma
