@@ -230,7 +230,7 @@ def _uniform(shape, low: float, high: float, g: torch.Generator, device) -> torc
 
 def _motion(x: torch.Tensor, radius: float, sigma: float, angle: torch.Tensor) -> torch.Tensor:
     """ImageMagick's motion blur (see the module docstring). x (B, C, H, W), angle (B,) degrees."""
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     width = 2 * math.ceil(radius) + 1
     i = torch.arange(width, dtype=torch.float64)
     k = torch.exp(-(i**2) / (2 * sigma**2))
