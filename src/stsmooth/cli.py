@@ -163,6 +163,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from stsmooth.errors import StsmoothError
     from stsmooth.training.train import NonFiniteLossError
 
     try:
@@ -170,6 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as err:
         print(f"stsmooth: {err}", file=sys.stderr)
         return 3
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, StsmoothError) as err:
         print(f"stsmooth: error: {err}", file=sys.stderr)
         return 2

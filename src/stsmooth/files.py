@@ -21,7 +21,7 @@ from stsmooth.errors import StsmoothError
 _DISK_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
                 errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
                 errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
-                errno.EISDIR: "it is a folder"}
+                errno.EISDIR: "it is a folder", errno.EEXIST: "a file is in the way of a folder it needs"}
 
 
 def umask() -> int:

@@ -45,6 +45,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from stsmooth.errors import StsmoothError
+
 # Looked up at call time so that tests can substitute a local opener.
 urlopen = urllib.request.urlopen
 
@@ -137,8 +139,8 @@ class ChecksumError(ValueError):
     """A downloaded file's digest differs from the published one."""
 
 
-class DownloadError(OSError):
-    """No address of a resource could be fetched."""
+class DownloadError(StsmoothError, OSError):
+    """No address of a resource could be fetched (no network, a proxy, a moved file): one line, exit 2."""
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:

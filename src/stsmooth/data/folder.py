@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stsmooth.data.imageset import ImageSet
+from stsmooth.errors import StsmoothError
 from stsmooth.data.loader import epoch_order
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -155,17 +157,20 @@ class FolderSet(Dataset):
             ``root`` when it has no split folders).
         size: None, int S (shorter side S then centre crop S×S) or (H, W).
         mode: "RGB" or "L".
+        skip_bad_images: a :class:`FolderLoader` drops (and counts) images that cannot be
+            decoded instead of stopping with an error naming the file.
 
     Items are ``(image uint8 (C, H, W), label int)``.
     """
 
-    def __init__(self, root, split: str | None = None, size=None, mode: str = "RGB"):
+    def __init__(self, root, split: str | None = None, size=None, mode: str = "RGB", skip_bad_images: bool = False):
         if mode not in ("RGB", "L"):
             raise ValueError(f"folder: mode {mode!r}; allowed: RGB, L")
         if not _valid_size(size):
             raise ValueError(f"folder: size {size!r}; allowed: None, a positive int, or (H, W) of positive ints")
         self.root = _resolve(Path(root), split)
         self.size, self.mode = size, mode
+        self.skip_bad_images = bool(skip_bad_images)
         self.classes, self.samples = scan(self.root)
         self.labels = torch.tensor([s[1] for s in self.samples], dtype=torch.int64)
 
@@ -214,8 +219,31 @@ def _stack(images: list[torch.Tensor], paths=None) -> torch.Tensor:
     return torch.stack(images)
 
 
+class _Guarded(Dataset):
+    """Items ``(image or None, label, error or "")``: a worker reports an undecodable file, it does not raise.
+
+    An exception inside a DataLoader worker reaches the main process as a worker
+    traceback; the loader turns the error into one line (or skips the image) instead.
+    """
+
+    def __init__(self, data: FolderSet):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        try:
+            image, label = self.data[i]
+        except ValueError as err:
+            return None, self.data.samples[i][1], str(err)
+        return image, label, ""
+
+
 def _collate(batch):
-    return _stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch], dtype=torch.int64)
+    good = [b for b in batch if b[0] is not None]
+    images = _stack([b[0] for b in good]) if good else None
+    return images, torch.tensor([b[1] for b in good], dtype=torch.int64), [b[2] for b in batch if b[0] is None]
 
 
 class _EpochSampler(Sampler):
@@ -240,6 +268,16 @@ class _EpochSampler(Sampler):
         return self.num_samples
 
 
+def cores_per_rank() -> int:
+    """The CPU cores this process may use, shared among the ranks of this machine (at least 1).
+
+    ``LOCAL_WORLD_SIZE`` is set by torchrun; the affinity mask is what a cluster's
+    scheduler granted (``os.cpu_count`` would count the whole machine).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+
+
 class FolderLoader:
     """Same interface as :class:`DeviceLoader`, for a :class:`FolderSet` on disk.
 
@@ -248,7 +286,7 @@ class FolderLoader:
             build the FolderSet).
         batch_size, shuffle, drop_last, seed, device, rank, world_size: as in
             DeviceLoader; the order is the same pure function of ``(seed, epoch)``.
-        num_workers: decoding processes (default: min(8, CPU count)).
+        num_workers: decoding processes (default: :func:`cores_per_rank`).
         size: fixed image size (required to stack batches of varying images).
 
     Yields ``(images uint8 (B, C, H, W), labels int64 (B,))`` on ``device``.
@@ -270,9 +308,10 @@ class FolderLoader:
         self.num_samples = self._sampler.num_samples
         if len(self) == 0:
             raise ValueError(f"batch_size {batch_size} with drop_last=True gives no batch from {self.num_samples} images per rank")
-        workers = min(8, os.cpu_count() or 1) if num_workers is None else int(num_workers)
+        workers = cores_per_rank() if num_workers is None else int(num_workers)
+        self.skipped: set[str] = set()  # undecodable images dropped so far (dataset.skip_bad_images)
         self._loader = DataLoader(
-            self.dataset, batch_size=batch_size, sampler=self._sampler, drop_last=drop_last, num_workers=workers,
+            _Guarded(self.dataset), batch_size=batch_size, sampler=self._sampler, drop_last=drop_last, num_workers=workers,
             collate_fn=_collate, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
         )
 
@@ -300,5 +339,16 @@ class FolderLoader:
         return self.num_samples // self.batch_size if self.drop_last else -(-self.num_samples // self.batch_size)
 
     def __iter__(self):
-        for images, labels in self._loader:
+        for images, labels, bad in self._loader:
+            if bad:
+                if not self.dataset.skip_bad_images:
+                    raise StsmoothError(f"{bad[0]}; fix or remove the file, or set data.skip_bad_images=true "
+                                        f"to skip unreadable images")
+                new = [b for b in bad if b not in self.skipped]
+                self.skipped.update(bad)
+                for message in new:
+                    print(f"stsmooth: skipped {len(self.skipped)} unreadable image(s) so far: {message}",
+                          file=sys.stderr)
+                if images is None:
+                    raise StsmoothError(f"every image of a batch is unreadable (e.g. {bad[0]}); check the folder")
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)

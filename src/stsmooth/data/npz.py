@@ -65,6 +65,12 @@ def read(root, split: str = "train", download: bool = False) -> ImageSet:
         raise ValueError(f"{path}: labels is {labels.dtype} {labels.shape}; expected integers (N,)")
     if len(labels) != len(images):
         raise ValueError(f"{path}: {len(images)} images but {len(labels)} labels")
+    if len(images) == 0:
+        raise ValueError(f"{path}: no images (images has shape {images.shape}); expected uint8 (N, H, W) or (N, H, W, C) with N > 0")
+    if images.ndim == 4 and images.shape[-1] not in (1, 3):
+        hint = " (channels first? transpose to channels last: images.transpose(0, 2, 3, 1))" if images.shape[1] in (1, 3) else ""
+        raise ValueError(f"{path}: images has shape {images.shape}, {images.shape[-1]} channels last; expected "
+                         f"(N, H, W, C) with C = 1 or 3 (gray or RGB; drop an alpha channel){hint}")
     images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
     labels = labels.astype(np.int64)
     if "classes" in arrays:

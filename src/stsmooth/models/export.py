@@ -92,7 +92,7 @@ def save_safetensors(state: Mapping[str, torch.Tensor], path: str | os.PathLike,
     Returns:
         The destination path.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     if not state:
@@ -102,7 +102,13 @@ def save_safetensors(state: Mapping[str, torch.Tensor], path: str | os.PathLike,
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"state[{key!r}] is a {type(value).__name__}; safetensors holds tensors only")
         tensors[key] = value.detach().to("cpu").contiguous()
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata) if metadata else None))
+    blob = save(tensors, metadata=dict(metadata) if metadata else None)  # bytes: a full disk is an OSError
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+
+    return atomic_write(path, write)
 
 
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:

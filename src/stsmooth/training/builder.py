@@ -63,6 +63,17 @@ def build_augment(cfg: RunConfig, recipes: dict[str, str], meta: dict) -> dict[s
     return out
 
 
+def check_batch_for_norm(model: nn.Module, local_batch: int) -> None:
+    """BatchNorm needs two images per rank's batch to estimate a variance (one gives none, and PyTorch stops).
+
+    Raises:
+        ValueError: ``local_batch < 2`` and ``model`` holds a BatchNorm layer.
+    """
+    if local_batch < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ValueError(f"optim.batch_size={local_batch * dist.world_size()} gives {local_batch} image per rank, "
+                         f"but the model has BatchNorm layers, which need at least 2; raise optim.batch_size")
+
+
 def build_model(cfg: RunConfig, method: Method, meta: dict,
                 device: torch.device) -> tuple[MethodModel, Teacher, dict[str, nn.Module]]:
     """The method's model and its teacher, as the config and ``meta`` describe them.
@@ -83,6 +94,7 @@ def build_model(cfg: RunConfig, method: Method, meta: dict,
                                 **dict(cfg.model.options))
     augment = build_augment(cfg, method.augment_recipes(mcfg), meta)
     model = method.build(mcfg, backbone, meta["num_classes"], augment)
+    check_batch_for_norm(model, cfg.optim.batch_size // dist.world_size())
     if cfg.norm_baseline == "shufflebn":
         if not hasattr(model, "shuffle_bn"):
             raise ValueError(f"method {cfg.method!r} has no ShuffleBN option; use norm_baseline=none")

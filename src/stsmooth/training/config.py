@@ -63,7 +63,8 @@ class DataConfig:
     unlabeled_split: Optional[str] = None  # extra unlabeled split: stl10 "unlabeled", svhn "extra"
     decode_size: int = 0  # folder: decode side before cropping; 0 = image_size * 8 / 7 (256 for 224),
     #                       or the images' own size when image_size comes from the folder
-    num_workers: int = 8  # folder data sets only: DataLoader decoding workers
+    num_workers: Optional[int] = None  # folder data sets only: decoding workers; None = this rank's share of the cores
+    skip_bad_images: bool = False  # folder: skip (and count) images that cannot be decoded instead of stopping
 
 
 @dataclass
@@ -141,6 +142,13 @@ class EvalConfig:
 
 
 @dataclass
+class DistConfig:
+    """Multi-process runs (torchrun)."""
+
+    timeout_minutes: float = 10.0  # a collective waiting this long for a hung peer ends the run
+
+
+@dataclass
 class RunConfig:
     """One training run: every key a recipe or an override may set, with its default.
 
@@ -156,6 +164,7 @@ class RunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
     norm_baseline: str = "none"  # none|shufflebn|syncbn: 003 Table 1 baselines (teacher.norm=batch)
     out: str = "runs/default"  # run folder
     seed: int = 0
@@ -280,6 +289,15 @@ def validate(cfg: RunConfig) -> None:
     if d.channels and d.name != "folder":
         raise ValueError(f"data.channels={d.channels} applies to data.name=folder only (data.name={d.name!r} "
                          f"has its own channels); leave it 0")
+    if d.root is not None and d.name == "digits":
+        raise ValueError(f"data.root={d.root!r} is given but data.name=digits is bundled with scikit-learn and reads "
+                         f"no files; drop data.root or set data.name (npz, folder, mnist, ...)")
+    if d.num_workers is not None and d.num_workers < 0:
+        raise ValueError(f"data.num_workers={d.num_workers} must be >= 0 (or null: this rank's share of the cores)")
+    if cfg.dist.timeout_minutes <= 0:
+        raise ValueError(f"dist.timeout_minutes={cfg.dist.timeout_minutes} must be > 0")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ValueError(f"out={cfg.out!r} is a file; out= names the run's folder")
     if d.image_size < 0 or d.decode_size < 0:
         raise ValueError(f"data.image_size={d.image_size} and data.decode_size={d.decode_size} must be >= 0")
     if cfg.norm_baseline == "shufflebn" and t.norm != "batch":

@@ -83,7 +83,7 @@ def _folder_format(d: DataConfig) -> dict:
 
 def _read(cfg: RunConfig, split: str) -> Images:
     d = cfg.data
-    options = _folder_format(d) if d.name == "folder" else {}
+    options = {**_folder_format(d), "skip_bad_images": d.skip_bad_images} if d.name == "folder" else {}
     return data_mod.load(d.name, root=d.root, split=split, download=d.download, **options)
 
 
