@@ -250,7 +250,7 @@ def make_spec(recipe: Path, grid: dict[str, list[str]], variants: dict[str, list
     """Checks the command's parts against the config schema and returns its spec.
 
     ``resolve`` turns a variant's ``recipe=NAME`` into a path (the CLI passes its
-    lookup of ``configs/NAME.yaml``); the spec stores absolute paths.
+    lookup of the packaged ``stsmooth/recipes/NAME.yaml``); the spec stores absolute paths.
 
     Raises:
         ValueError: no grid, no seeds, an unknown key (naming the nearest), a value of
