@@ -13,6 +13,13 @@ in :mod:`stsmooth.core.norm`. Under torchrun the seed is agreed once at construc
 each step's draws are a function of (seed, step), so every rank draws the same units
 with no communication per step, and a resumed run draws exactly what an
 uninterrupted one would.
+
+A student sharded with FSDP2 (``torch.distributed.fsdp.fully_shard``) gets a teacher
+sharded the same way (:func:`stsmooth.core.distributed.sharded_copy`), updated on the
+local shards only: every unit's draw is a pure function of (seed, step, global unit
+index) (:mod:`stsmooth.core.draws`), so a rank holding rows 512-1023 of a tensor draws
+exactly those rows' units, with no all-gather. Its ``state_dict`` holds DTensors, for
+``torch.distributed.checkpoint`` (each rank writes its shard).
 """
 
 from __future__ import annotations
@@ -26,9 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stsmooth.core import distributed
+from stsmooth.core import distributed, draws
 from stsmooth.core import norm as norms
-from stsmooth.core.fast import DrawPlan, check_kernel
+from stsmooth.core.fast import DrawPlan, check_kernel, lerp_by_rate
 from stsmooth.core.smoothing import (
     check_granularity,
     check_probability,
@@ -40,7 +47,10 @@ _NONFINITE = ("raise", "skip", "ignore")
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The plain module inside DDP / DataParallel / ``torch.compile`` wrappers."""
+    """The plain module inside DDP / DataParallel / ``torch.compile`` wrappers (an FSDP2 module is its own)."""
+    if distributed.is_fsdp1(module):
+        raise ValueError("student is wrapped with FSDP1 (torch.distributed.fsdp.FullyShardedDataParallel), which is "
+                         "not supported; the supported form is FSDP2: torch.distributed.fsdp.fully_shard(student)")
     while True:
         if hasattr(module, "_orig_mod"):  # torch.compile
             module = module._orig_mod
@@ -48,6 +58,24 @@ def unwrap(module: nn.Module) -> nn.Module:
             module = module.module
         else:
             return module
+
+
+def _describe(t: Tensor) -> str:
+    if distributed.is_dtensor(t):
+        local, offset = distributed.local_shard(t)
+        return f"a DTensor with placements {tuple(t.placements)}, local shape {tuple(local.shape)} at offset {offset}"
+    return f"a plain tensor of shape {tuple(t.shape)}"
+
+
+def _flat_index(shape: torch.Size, offset: tuple[int, ...], local: torch.Size, device: torch.device) -> Tensor:
+    """Row-major flat indices, in the full tensor of ``shape``, of a block ``local`` starting at ``offset``."""
+    index = torch.zeros((), dtype=torch.int64, device=device)
+    stride = 1
+    for d in reversed(range(len(shape))):
+        along = torch.arange(offset[d], offset[d] + local[d], device=device) * stride
+        index = index + along.view((-1,) + (1,) * (len(shape) - 1 - d))
+        stride *= shape[d]
+    return index
 
 
 class Teacher:
@@ -100,12 +128,20 @@ class Teacher:
         self.seed = distributed.broadcast_int(int(seed))
         self.step = 0
 
-        self.module = copy.deepcopy(unwrap(student))
+        student = unwrap(student)
+        self.sharded = distributed.is_sharded(student)
+        if self.sharded:
+            # FSDP2 refuses deepcopy; a rank's shards are its own (no broadcast), its buffers are not
+            self.module = distributed.sharded_copy(student)
+            tensors = list(self.module.buffers())
+        else:
+            self.module = copy.deepcopy(student)
+            tensors = list(self.module.parameters()) + list(self.module.buffers())
         self.module.requires_grad_(False)
         # A student that trained under DDP has rank-local BN statistics, and one not yet
         # wrapped by DDP may have rank-local weights: every rank starts from rank 0's teacher
         # (as DDP does for the student), and the updates keep them identical from there.
-        distributed.broadcast_(list(self.module.parameters()) + list(self.module.buffers()))
+        distributed.broadcast_(tensors)
         norms.set_teacher_mode(self.module, self.norm)
         if self.bn_mode.folds_in_after_use:
             norms.install_own_statistics(self.module)
@@ -135,12 +171,17 @@ class Teacher:
     def _resolve(self, student: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """The student's tensors in the teacher's order; checked once per student object."""
         student = unwrap(student)
-        if self._student_ref is not None and self._student_ref() is student:
+        if self._student_ref is not None and self._student_ref() is student and not self.sharded:
             return self._student_tensors, self._student_copied
+        if self.sharded:
+            # FSDP2 swaps a module's DTensors for full tensors during a forward, and a no-grad
+            # forward leaves the root that way; the update reads the shards, looked up anew each time
+            for _, mod in distributed.fsdp_modules(student):
+                mod.reshard()
         params = dict(student.named_parameters(remove_duplicate=False))
         buffers = dict(student.named_buffers(remove_duplicate=False))
         found = []
-        for name, t in zip(self._names + self._copied_names, self._tensors + self._copied):
+        for name, t in zip(self._names + self._copied_names, self._teacher_tensors()):
             s = params.get(name, buffers.get(name))
             if s is None:
                 raise ValueError(f"student has no tensor {name!r} that the teacher has (shape {tuple(t.shape)})")
@@ -148,15 +189,70 @@ class Teacher:
                 raise ValueError(
                     f"student tensor {name!r} has shape {tuple(s.shape)} but the teacher's is {tuple(t.shape)}"
                 )
-            found.append(s)
+            if distributed.layout(s) != distributed.layout(t):
+                raise ValueError(f"student tensor {name!r} is {_describe(s)} but the teacher's is {_describe(t)}; "
+                                 f"shard the student as the teacher (the same fully_shard calls and mesh)")
+            found.append(distributed.local_shard(s)[0] if self.sharded else s)
         extra = (set(params) | set(buffers)) - set(self._names) - set(self._copied_names)
         extra -= {n for n, _ in self.module.named_buffers()} | {n for n, _ in self.module.named_parameters()}
         if extra:
             raise ValueError(f"student tensor {sorted(extra)[0]!r} has no counterpart in the teacher")
         n = len(self._names)
+        if self.sharded:
+            return found[:n], found[n:]
         self._student_ref = weakref.ref(student)
         self._student_tensors, self._student_copied = found[:n], found[n:]
         return self._student_tensors, self._student_copied
+
+    def _teacher_tensors(self) -> list[Tensor]:
+        """The teacher's smoothed then copied tensors; for a sharded teacher the module's current ones by name."""
+        if not self.sharded:
+            return self._tensors + self._copied
+        named = dict(self.module.named_parameters())
+        named.update(self.module.named_buffers())
+        return [named[n] for n in self._names + self._copied_names]
+
+    def _update_shards(self, source: list[Tensor], copied: list[Tensor], m: float, p: float) -> None:
+        """Eq. 3 on this rank's shards (FSDP2): each unit's draw from its global index, no communication.
+
+        The units and their indices are those of the unsharded teacher (:mod:`stsmooth.core.draws`'
+        table: tensor id, group id, global row, global flat index), so the gathered teacher
+        equals an unsharded one fed the same students, bit for bit.
+        """
+        if p == 1.0:  # the teacher is unchanged, counters included
+            return
+        tensors = self._teacher_tensors()
+        n = len(self._names)
+        local = [distributed.local_shard(t) for t in tensors[:n]]
+        targets = [t for t, _ in local]
+        rates = [1.0 - m] * n
+        for i in self._copy_index:
+            rates[i] = 1.0
+        plan = self._draw_plan()
+        if p == 0.0:
+            moved = list(range(n))
+        elif self.granularity in ("tensor", "layer"):
+            ids = [u.source if self.granularity == "tensor" else u.group for u in plan.units]
+            flags = draws.moves(self.seed, self.step, draws.STREAM_SHARED, torch.tensor(ids), p).tolist()
+            moved = [i for i, f in enumerate(flags) if f]
+        else:
+            moved = []
+            for i, ((t, offset), s) in enumerate(zip(local, source)):
+                if t.numel() == 0:
+                    continue
+                full = self._tensors[i].shape
+                if self.granularity == "channel":
+                    first = offset[0] if len(full) else 0
+                    rows = torch.arange(first, first + (t.shape[0] if len(full) else 1), device=t.device)
+                    move = draws.moves(self.seed, self.step, draws.STREAM_SHARED, plan.row_at[i] + rows, p)
+                    move = move.view((t.shape[0],) + (1,) * (t.dim() - 1) if len(full) else ())
+                else:
+                    stream = draws.neuron_stream(plan.units[i].source)
+                    move = draws.moves(self.seed, self.step, stream, _flat_index(full, offset, t.shape, t.device), p)
+                t.copy_(torch.where(move, torch.lerp(t, s.to(t.dtype), rates[i]), t))
+        lerp_by_rate(targets, source, moved, rates)
+        for t, s in zip(tensors[n:], copied):
+            t.copy_(s)
 
     def _finite(self, tensors: list[Tensor]) -> bool:
         """Whether every entry of ``tensors`` is finite, in one vectorised pass over memory.
@@ -209,6 +305,10 @@ class Teacher:
             source, copied = self._reconciled(source, copied)
             # batch/own teachers saw only their rank's batches: agree on their statistics too
             distributed.average_(self._own_stats)
+        if self.sharded:
+            self._update_shards(source, copied, m, p)
+            self.step += 1
+            return
         momenta: float | list[float] = m
         if self._copy_index:
             momenta = [m] * len(self._tensors)
@@ -275,7 +375,12 @@ class Teacher:
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        """Teacher weights and the step counter and seed that fix all future draws."""
+        """Teacher weights and the step counter and seed that fix all future draws.
+
+        A sharded (FSDP2) teacher's weights are DTensors: save them with
+        ``torch.distributed.checkpoint`` (each rank writes its shard), or gather them with
+        :func:`stsmooth.core.distributed.full_state_dict` for one file.
+        """
         return {
             "module": self.module.state_dict(),
             "step": self.step,
@@ -291,7 +396,10 @@ class Teacher:
         for key in ("granularity", "norm"):
             if state.get(key, getattr(self, key)) != getattr(self, key):
                 raise ValueError(f"checkpoint has {key}={state[key]!r} but this teacher has {getattr(self, key)!r}")
-        self.module.load_state_dict(state["module"])
+        module_state = state["module"]
+        if self.sharded:  # a gathered (full) state loads too: each rank takes its rows
+            module_state = distributed.shard_like(self.module.state_dict(), module_state)
+        self.module.load_state_dict(module_state)
         self.step = int(state["step"])
         self.seed = int(state["seed"])
 

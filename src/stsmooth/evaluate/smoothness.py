@@ -19,11 +19,15 @@ from stsmooth.data.imageset import to_float
 from stsmooth.evaluate.features import eval_mode, model_device
 
 
+def _full(t: torch.Tensor) -> torch.Tensor:
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
 def snapshot(module: nn.Module, buffers: bool = False) -> dict[str, torch.Tensor]:
     """Detached CPU copies of a module's parameters (and floating buffers with ``buffers=True``).
 
     Args:
-        module: e.g. ``teacher.module``.
+        module: e.g. ``teacher.module``; sharded with FSDP2 too (every rank calls it then).
         buffers: also copy floating buffers such as BatchNorm running statistics.
 
     Returns:
@@ -31,7 +35,8 @@ def snapshot(module: nn.Module, buffers: bool = False) -> dict[str, torch.Tensor
     """
     if not isinstance(module, nn.Module):
         raise ValueError(f"snapshot needs an nn.Module; got {type(module).__name__}")
-    out = {name: p.detach().to("cpu", copy=True) for name, p in module.named_parameters()}
+    # an FSDP2 module's parameters are shards (DTensors): gathered, on every rank (a collective)
+    out = {name: _full(p).detach().to("cpu", copy=True) for name, p in module.named_parameters()}
     if buffers:
         out.update({name: b.detach().to("cpu", copy=True) for name, b in module.named_buffers() if b.dtype.is_floating_point})
     return out
