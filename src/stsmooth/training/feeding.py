@@ -13,12 +13,14 @@ Batches are the global batch split across ranks: every loader is sharded by
 the union of the ranks' batches at a step is the single-process batch.
 
 The order of any loader at any step depends only on ``(seed, pass)``, so a run
-resumed at a step boundary continues with exactly the same batches.
+resumed at any step (``epoch(e, start=s)``) continues with exactly the same batches.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
+
+import torch
 
 from stsmooth.data import loader_for
 
@@ -36,7 +38,12 @@ def cycle_from(loader, start_batch: int, with_index: bool = False) -> Iterator:
     while True:
         loader.set_epoch(epoch)
         order = loader.order() if with_index else None
-        for i, batch in enumerate(loader):
+        # A DataLoader draws its workers' base seed from the global generator when its
+        # iterator is made; that draw must not shift the augmentations' random stream,
+        # which a mid-epoch resume restores exactly.
+        with torch.random.fork_rng(devices=[]):
+            batches = iter(loader)
+        for i, batch in enumerate(batches):
             if i >= skip:
                 if with_index:
                     idx = order[i * loader.batch_size : (i + 1) * loader.batch_size]
@@ -61,10 +68,10 @@ class SelfSupervisedFeed:
         self.steps_per_epoch = steps_per_epoch or len(self.loader)
         self.images_per_step = batch_size
 
-    def epoch(self, epoch: int) -> Iterator[dict]:
-        """The batches of ``epoch`` (``steps_per_epoch`` of them)."""
-        stream = cycle_from(self.loader, epoch * self.steps_per_epoch)
-        for _ in range(self.steps_per_epoch):
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
+        """The batches of ``epoch`` from its step ``start`` on (``steps_per_epoch - start`` of them)."""
+        stream = cycle_from(self.loader, epoch * self.steps_per_epoch + start)
+        for _ in range(start, self.steps_per_epoch):
             x, y = next(stream)
             yield {"x": x, "y": y}
 
@@ -97,11 +104,12 @@ class SemiSupervisedFeed:
         self.steps_per_epoch = steps_per_epoch or len(base)
         self.images_per_step = batch_size * (1 + mu)
 
-    def epoch(self, epoch: int) -> Iterator[dict]:
-        start = epoch * self.steps_per_epoch
-        labeled = cycle_from(self.labeled, start)
-        unlabeled = cycle_from(self.unlabeled, start, with_index=True) if self.unlabeled is not None else None
-        for _ in range(self.steps_per_epoch):
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
+        """The batches of ``epoch`` from its step ``start`` on."""
+        first = epoch * self.steps_per_epoch + start
+        labeled = cycle_from(self.labeled, first)
+        unlabeled = cycle_from(self.unlabeled, first, with_index=True) if self.unlabeled is not None else None
+        for _ in range(start, self.steps_per_epoch):
             x_l, y_l = next(labeled)
             batch = {"x_l": x_l, "y_l": y_l}
             if unlabeled is not None:
