@@ -2,7 +2,8 @@
 
 A run is described by one :class:`RunConfig`. It is built from three layers,
 later ones winning: the structured schema's defaults (the dataclasses below),
-a recipe file from ``configs/`` and dotted command-line overrides such as
+a recipe (a YAML file shipped in ``stsmooth/recipes/``, named by its stem, or
+any YAML path) and dotted command-line overrides such as
 ``teacher.preserve_prob=0.7``. OmegaConf's structured mode checks every key and
 every type; its errors are turned into one-line ``ValueError`` s that name the
 nearest valid key (``difflib``).
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -60,7 +63,8 @@ class DataConfig:
     unlabeled_split: Optional[str] = None  # extra unlabeled split: stl10 "unlabeled", svhn "extra"
     decode_size: int = 0  # folder: decode side before cropping; 0 = image_size * 8 / 7 (256 for 224),
     #                       or the images' own size when image_size comes from the folder
-    num_workers: int = 8  # folder data sets only: DataLoader decoding workers
+    num_workers: Optional[int] = None  # folder data sets only: decoding workers; None = this rank's share of the cores
+    skip_bad_images: bool = False  # folder: skip (and count) images that cannot be decoded instead of stopping
 
 
 @dataclass
@@ -147,11 +151,18 @@ class CheckpointConfig:
 
 
 @dataclass
+class DistConfig:
+    """Multi-process runs (torchrun)."""
+
+    timeout_minutes: float = 10.0  # a collective waiting this long for a hung peer ends the run
+
+
+@dataclass
 class RunConfig:
     """One training run: every key a recipe or an override may set, with its default.
 
     The values come from three layers, later ones winning: these defaults
-    (the papers' values), the recipe (``configs/*.yaml``) and ``key=value``
+    (the papers' values), the recipe (``stsmooth/recipes/*.yaml``) and ``key=value``
     overrides; :func:`load` merges them and :func:`validate` checks them.
     """
 
@@ -163,6 +174,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
     norm_baseline: str = "none"  # none|shufflebn|syncbn: 003 Table 1 baselines (teacher.norm=batch)
     out: str = "runs/default"  # run folder
     seed: int = 0
@@ -291,6 +303,15 @@ def validate(cfg: RunConfig) -> None:
     if d.channels and d.name != "folder":
         raise ValueError(f"data.channels={d.channels} applies to data.name=folder only (data.name={d.name!r} "
                          f"has its own channels); leave it 0")
+    if d.root is not None and d.name == "digits":
+        raise ValueError(f"data.root={d.root!r} is given but data.name=digits is bundled with scikit-learn and reads "
+                         f"no files; drop data.root or set data.name (npz, folder, mnist, ...)")
+    if d.num_workers is not None and d.num_workers < 0:
+        raise ValueError(f"data.num_workers={d.num_workers} must be >= 0 (or null: this rank's share of the cores)")
+    if cfg.dist.timeout_minutes <= 0:
+        raise ValueError(f"dist.timeout_minutes={cfg.dist.timeout_minutes} must be > 0")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ValueError(f"out={cfg.out!r} is a file; out= names the run's folder")
     if d.image_size < 0 or d.decode_size < 0:
         raise ValueError(f"data.image_size={d.image_size} and data.decode_size={d.decode_size} must be >= 0")
     if cfg.norm_baseline == "shufflebn" and t.norm != "batch":
@@ -313,25 +334,108 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
         raise ValueError(f"overrides {' '.join(overrides)} do not parse: {str(err).splitlines()[0]}") from None
 
 
+def recipes_dir() -> Path:
+    """The folder of the packaged recipes, ``stsmooth/recipes/`` (read through ``importlib.resources``).
+
+    Raises:
+        FileNotFoundError: the package is installed in a form without a folder (e.g. a zip).
+    """
+    folder = importlib.resources.files("stsmooth") / "recipes"
+    if not isinstance(folder, Path):  # a zipped install: the loader needs real files
+        raise FileNotFoundError(f"the packaged recipes are not a folder ({folder}); install stsmooth unzipped")
+    return folder
+
+
+def recipe_names() -> list[str]:
+    """Names of the packaged recipes (file stems), sorted, e.g. ``["byol_digits", ...]``."""
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def recipe_path(recipe: str | Path) -> Path:
+    """A recipe given by path, or by the name of a packaged recipe (``"byol_digits"`` or ``"byol_digits.yaml"``).
+
+    An existing file wins over a packaged recipe of the same name.
+
+    Raises:
+        FileNotFoundError: neither a file nor a packaged recipe; names the nearest recipes (``difflib``).
+    """
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    name = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if path.parent == Path("."):
+        packaged = recipes_dir() / f"{name}.yaml"
+        if packaged.is_file():
+            return packaged
+    near = difflib.get_close_matches(name, recipe_names(), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    raise FileNotFoundError(f"recipe {str(recipe)!r} not found: neither a YAML file nor a packaged recipe name"
+                            f"{hint} (stsmooth recipes lists them)")
+
+
+_VARIANT = re.compile(r"^#\s+stsmooth train (\S+)((?:\s+\S+=\S+)+)\s*$")
+
+
+def recipe_notes(recipe: str | Path) -> dict:
+    """The header's ``# paper:`` line and its documented variants (one command each, then its reason).
+
+    Returns:
+        ``{"paper": str, "variants": [(overrides, reason), ...]}``; ``overrides`` is a list of
+        ``key=value`` strings for :func:`load`.
+    """
+    path = recipe_path(recipe)
+    lines = path.read_text().splitlines()
+    paper, variants = "", []
+    for i, line in enumerate(lines):
+        if not line.startswith("#"):
+            break
+        if line.startswith("# paper:"):
+            paper = line.partition(":")[2].strip()
+        hit = _VARIANT.match(line)
+        if hit and hit.group(1) == path.stem:
+            reason = lines[i + 1].lstrip("# ").strip() if i + 1 < len(lines) else ""
+            variants.append((hit.group(2).split(), reason))
+    return {"paper": paper, "variants": variants}
+
+
+def teacher_rule(t: TeacherConfig) -> str:
+    """A short name of the teacher rule (000 Eq. 3): none, TMA, SE or STS, with m, p, granularity and BN mode."""
+    moving = t.momentum > 0 or (t.momentum_schedule != "constant" and t.momentum_final > 0)
+    rule = {(False, False): "none", (True, False): "TMA", (False, True): "SE", (True, True): "STS"}[
+        (moving, t.preserve_prob > 0)]
+    m = f"{t.momentum:g}" if t.momentum_schedule == "constant" else \
+        f"{t.momentum:g}->{t.momentum_final:g} {t.momentum_schedule}"
+    p = f", p {t.preserve_prob:g} {t.granularity}" if t.preserve_prob > 0 else ""
+    return f"{rule} (m {m}{p}, BN {t.norm})"
+
+
+def describe_recipe(recipe: str | Path) -> str:
+    """One line: name, method, data, model, teacher rule, paper (what ``stsmooth recipes`` prints)."""
+    path = recipe_path(recipe)
+    cfg = load(path)
+    paper = recipe_notes(path)["paper"] or "-"
+    return (f"{path.stem:24s} {cfg.method:13s} {cfg.data.name:9s} {cfg.model.name:11s} "
+            f"{teacher_rule(cfg.teacher):46s} {paper}")
+
+
 def load(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Builds a validated :class:`RunConfig` from a recipe and overrides.
 
     Args:
-        recipe: path to a YAML recipe (``configs/*.yaml``) or None for defaults.
+        recipe: a YAML path, the name of a packaged recipe (``"byol_digits"``; see
+            :func:`recipe_path`), or None for the defaults.
         overrides: dotted ``key=value`` strings, applied after the recipe.
 
     Returns:
         A ``RunConfig`` dataclass instance (typed attributes).
 
     Raises:
-        FileNotFoundError: the recipe does not exist.
+        FileNotFoundError: the recipe does not exist (naming the nearest packaged recipes).
         ValueError: unknown key (with the nearest valid key), wrong type or bad value.
     """
     merged = OmegaConf.structured(RunConfig)
     if recipe is not None:
-        path = Path(recipe)
-        if not path.is_file():
-            raise FileNotFoundError(f"recipe {str(path)!r} not found (see configs/*.yaml)")
+        path = recipe_path(recipe)
         layer = OmegaConf.load(path)
         if not isinstance(layer, DictConfig):
             raise ValueError(f"recipe {str(path)!r} must be a YAML mapping, not a list")
