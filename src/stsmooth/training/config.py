@@ -39,6 +39,7 @@ from stsmooth.core.smoothing import GRANULARITIES
 from stsmooth.data.splits import UNLABELED
 from stsmooth.methods import METHODS, byol, fixmatch, mean_teacher, moco, supervised, temporal_ensembling
 from stsmooth.training import loggers, optim
+from stsmooth.training.parallel import PARALLEL
 
 MOMENTUM_SCHEDULES = ("constant", "cosine", "mean_teacher", "two_phase", "linear")  # of core.schedules
 PRESERVE_SCHEDULES = ("constant", "cosine", "linear")  # p needs no warm-up or phase switch
@@ -142,15 +143,6 @@ class EvalConfig:
 
 
 @dataclass
-class CheckpointConfig:
-    """When ``checkpoints/last.pt`` is written besides every epoch's end (see README "Reliability")."""
-
-    every_steps: int = 0  # also every N optimiser steps; 0 = off
-    every_minutes: float = 0.0  # also when this much wall time passed since the last one; 0 = off
-    keep: int = 1  # checkpoints kept: last.pt and keep - 1 earlier ones as step_<step>.pt
-
-
-@dataclass
 class DistConfig:
     """Multi-process runs (torchrun)."""
 
@@ -173,13 +165,13 @@ class RunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     dist: DistConfig = field(default_factory=DistConfig)
     norm_baseline: str = "none"  # none|shufflebn|syncbn: 003 Table 1 baselines (teacher.norm=batch)
     out: str = "runs/default"  # run folder
     seed: int = 0
     resume: bool = False  # continue from {out}/checkpoints/last.pt
     compile: bool = False  # torch.compile the student
+    parallel: str = "ddp"  # ddp|fsdp: under torchrun, DDP replicas or FSDP2-sharded student and teacher (training/parallel.py)
     amp: bool = True  # bf16 autocast + channels_last on CUDA (no effect on CPU)
     device: str = "auto"  # auto|cpu|cuda|cuda:N
     progress: bool = True  # tqdm bar on the main rank
@@ -289,10 +281,6 @@ def validate(cfg: RunConfig) -> None:
     if e.every_epochs < 0 or e.knn_k <= 0 or e.probe_size <= 0 or e.batch_size <= 0:
         raise ValueError(f"eval.every_epochs={e.every_epochs} must be >= 0; eval.knn_k={e.knn_k}, "
                          f"eval.probe_size={e.probe_size} and eval.batch_size={e.batch_size} must be > 0")
-    c = cfg.checkpoint
-    if c.every_steps < 0 or c.every_minutes < 0 or c.keep < 1:
-        raise ValueError(f"checkpoint.every_steps={c.every_steps} and checkpoint.every_minutes={c.every_minutes} "
-                         f"must be >= 0 (0 = off), checkpoint.keep={c.keep} must be >= 1")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ValueError(f"device={cfg.device!r} is not one of auto, cpu, cuda, cuda:N")
     d = cfg.data
@@ -314,6 +302,10 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(f"out={cfg.out!r} is a file; out= names the run's folder")
     if d.image_size < 0 or d.decode_size < 0:
         raise ValueError(f"data.image_size={d.image_size} and data.decode_size={d.decode_size} must be >= 0")
+    _check_choice("parallel", cfg.parallel, PARALLEL)
+    if cfg.parallel == "fsdp" and cfg.norm_baseline == "shufflebn":
+        raise ValueError(f"parallel=fsdp does not support norm_baseline=shufflebn with teacher.norm={t.norm} "
+                         f"(ShuffleBN forwards other ranks' samples through the sharded teacher); use parallel=ddp")
     if cfg.norm_baseline == "shufflebn" and t.norm != "batch":
         raise ValueError(f"norm_baseline=shufflebn needs teacher.norm=batch (ShuffleBN normalises with batch "
                          f"statistics), got teacher.norm={t.norm!r}")
