@@ -143,6 +143,15 @@ class EvalConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """When ``checkpoints/last.pt`` is written besides every epoch's end (see README "Reliability")."""
+
+    every_steps: int = 0  # also every N optimiser steps; 0 = off
+    every_minutes: float = 0.0  # also when this much wall time passed since the last one; 0 = off
+    keep: int = 1  # checkpoints kept: last.pt and keep - 1 earlier ones as step_<step>.pt
+
+
+@dataclass
 class DistConfig:
     """Multi-process runs (torchrun)."""
 
@@ -165,6 +174,7 @@ class RunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     dist: DistConfig = field(default_factory=DistConfig)
     norm_baseline: str = "none"  # none|shufflebn|syncbn: 003 Table 1 baselines (teacher.norm=batch)
     out: str = "runs/default"  # run folder
@@ -281,6 +291,10 @@ def validate(cfg: RunConfig) -> None:
     if e.every_epochs < 0 or e.knn_k <= 0 or e.probe_size <= 0 or e.batch_size <= 0:
         raise ValueError(f"eval.every_epochs={e.every_epochs} must be >= 0; eval.knn_k={e.knn_k}, "
                          f"eval.probe_size={e.probe_size} and eval.batch_size={e.batch_size} must be > 0")
+    c = cfg.checkpoint
+    if c.every_steps < 0 or c.every_minutes < 0 or c.keep < 1:
+        raise ValueError(f"checkpoint.every_steps={c.every_steps} and checkpoint.every_minutes={c.every_minutes} "
+                         f"must be >= 0 (0 = off), checkpoint.keep={c.keep} must be >= 1")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ValueError(f"device={cfg.device!r} is not one of auto, cpu, cuda, cuda:N")
     d = cfg.data
