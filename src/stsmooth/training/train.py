@@ -290,6 +290,8 @@ def setup(cfg: RunConfig, resume: dict | None = None) -> Session:
     try:
         data = run_data.load(cfg, method.kind.labeled_subset, folder.root if folder.active else None)
         model, teacher, augment = build_model(cfg, method, data.meta, device)
+        if cfg.parallel == "fsdp" and dist.is_distributed():  # before the optimiser: FSDP2 replaces the parameters
+            teacher = parallel.shard(model, teacher)
         optimizer = optim.build(cfg.optim, model)
         wrapped = parallel.wrap(model, device, compile=cfg.compile)
         local_batch = cfg.optim.batch_size // world
@@ -316,10 +318,13 @@ def setup(cfg: RunConfig, resume: dict | None = None) -> Session:
 
 
 def training_state(s: Session, step: int, epoch: int) -> dict:
-    """The checkpoint dict of a session after ``epoch`` epochs / ``step`` steps."""
-    return ckpt.state(model=s.model, optimizer=s.optimizer, teacher=s.teacher, step=step, epoch=epoch,
-                      config=config_mod.to_dict(s.cfg), meta=s.data.meta, monitor=s.monitor.state_dict(),
-                      steps_per_epoch=s.steps_per_epoch, world_size=dist.world_size())
+    """The checkpoint dict of a session after ``epoch`` epochs / ``step`` steps (every rank calls it)."""
+    state = ckpt.state(model=s.model, optimizer=s.optimizer, teacher=s.teacher, step=step, epoch=epoch,
+                       config=config_mod.to_dict(s.cfg), meta=s.data.meta, monitor=s.monitor.state_dict(),
+                       steps_per_epoch=s.steps_per_epoch, world_size=dist.world_size())
+    if s.teacher.sharded:  # parallel=fsdp: one file of gathered tensors
+        state.update(parallel.full_states(s.model, s.optimizer, s.teacher))
+    return state
 
 
 def restore(s: Session, state: dict) -> tuple[int, int]:
@@ -329,9 +334,12 @@ def restore(s: Session, state: dict) -> tuple[int, int]:
     (``rng_ranks``); each rank takes its own, so the rest of the epoch draws
     what it would have drawn without the interruption.
     """
-    s.model.load_state_dict(state["model"])
-    s.optimizer.load_state_dict(state["optimizer"])
-    s.teacher.load_state_dict(state["teacher"])
+    if s.teacher.sharded:
+        parallel.load_full_states(s.model, s.optimizer, s.teacher, state)
+    else:
+        s.model.load_state_dict(state["model"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        s.teacher.load_state_dict(state["teacher"])
     s.monitor.load_state_dict(state.get("monitor", {}))
     step, epoch = int(state["step"]), int(state["epoch"])
     ranks = state.get("rng_ranks")
@@ -360,7 +368,7 @@ def _teacher_disagreement(teacher: Teacher) -> float:
         return 0.0
     import torch.distributed as tdist
 
-    flat = torch.cat([t.detach().float().reshape(-1) for t in teacher.module.state_dict().values()
+    flat = torch.cat([t.detach().float().reshape(-1) for t in dist.full_state_dict(teacher.module).values()
                       if t.is_floating_point()])
     reference = flat.clone()
     tdist.broadcast(reference, 0)
@@ -524,9 +532,10 @@ def run(cfg: RunConfig) -> dict:
         disagreement = _teacher_disagreement(teacher)
         if dist.is_distributed():
             results["distributed"] = {"world_size": dist.world_size(), "teacher_max_abs_diff": disagreement}
+        backbones = backbone_states(model, teacher) if cfg.export else {}  # every rank: FSDP2 gathers
         if folder.active:
             if cfg.export:
-                export_backbones(model, teacher, folder.root)
+                export_backbones(backbones, folder.root)
             curves.plot(folder.root / "metrics.csv", folder.root / "curves.png",
                         title=f"{cfg.method} {Path(cfg.out).name}")
             folder.write_json("results.json", results)  # last: its presence means the run is complete
@@ -584,8 +593,13 @@ def _no_nan(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def export_backbones(model: nn.Module, teacher: Teacher, out: Path) -> None:
+def backbone_states(model: nn.Module, teacher: Teacher) -> dict[str, dict[str, torch.Tensor]]:
+    """Full state dicts of the teacher's and the student's backbones (gathered when sharded: every rank calls it)."""
+    return {"teacher": dist.full_state_dict(teacher.module.backbone),
+            "student": dist.full_state_dict(model.student.backbone)}
+
+
+def export_backbones(backbones: dict[str, dict[str, torch.Tensor]], out: Path) -> None:
     """Writes ``teacher.safetensors`` and ``student.safetensors`` (backbones, torchvision names)."""
-    for name, net in (("teacher", teacher.module), ("student", model.student)):
-        save_safetensors(torchvision_state_dict(net.backbone), out / f"{name}.safetensors",
-                         metadata={"source": name})
+    for name, state in backbones.items():
+        save_safetensors(torchvision_state_dict(state), out / f"{name}.safetensors", metadata={"source": name})
