@@ -8,17 +8,22 @@ from stsmooth.core import draws
 M32 = 0xFFFFFFFF
 
 
-def py_word(seed, step, stream, c):
-    """The module docstring's recipe, on Python ints (unsigned 32-bit words)."""
-    k0, k1 = draws.step_key(seed, step, stream)
-    x = (c + k0) & M32
+def py_hash(key, c):
+    """H of the module docstring, on Python ints."""
+    x = (c + key[0]) & M32
     x ^= x >> 16
     x = (x * 0x21F0AAAD) & M32
-    x ^= k1
+    x ^= key[1]
     x ^= x >> 15
     x = (x * 0x735A2D97) & M32
-    x ^= x >> 15
-    return x ^ 0x80000000
+    return x ^ (x >> 15)
+
+
+def py_word(seed, step, stream, c):
+    """The docstring's word: byte c % 4 of H(ka, c // 4), then the top 24 bits of H(kb, c)."""
+    ka, kb = draws.step_keys(seed, step, stream)
+    byte = py_hash(ka, c // 4).to_bytes(4, "little")[c % 4]
+    return byte * 2**24 + py_hash(kb, c) // 256
 
 
 def py_mix64(z):
@@ -32,7 +37,8 @@ def py_mix64(z):
 def test_step_key_is_the_documented_splitmix_chain():
     seed, step, stream = 12345, 7, 3
     z = py_mix64(seed ^ py_mix64(step + 0x9E3779B97F4A7C15 * (py_mix64(stream) | 1)))
-    assert draws.step_key(seed, step, stream) == (z & M32, z >> 32)
+    z2 = py_mix64(z ^ 0xD6E8FEB86659FD93)
+    assert draws.step_keys(seed, step, stream) == ((z & M32, z >> 32), (z2 & M32, z2 >> 32))
 
 
 @pytest.mark.parametrize("seed,step,stream", [(0, 0, 0), (1, 5, 2), (2**63 + 11, 123456, 99), (-7, 3, 1)])
@@ -40,8 +46,10 @@ def test_unit_bits_match_python_integers(seed, step, stream):
     counters = [0, 1, 2, 3, 1000, 65535, 65536, 2**31 - 1, 123456789]
     got = draws.unit_bits(seed, step, stream, torch.tensor(counters)).tolist()
     assert got == [py_word(seed, step, stream, c) for c in counters]
-    key = draws.step_key(seed, step, stream)
-    assert got == [draws.word(key, c) for c in counters]
+    keys = draws.step_keys(seed, step, stream)
+    assert got == [draws.word(keys, c) for c in counters]
+    assert draws.hash_(torch.tensor(counters, dtype=torch.int32), keys[1]).tolist() == [
+        py_hash(keys[1], c) - (2**32 if py_hash(keys[1], c) >= 2**31 else 0) for c in counters]
 
 
 def test_draws_are_a_function_of_the_unit_only():
@@ -74,8 +82,8 @@ def test_moves_compares_unsigned_words_with_the_threshold():
         want = words >= draws.keep_threshold(p)
         assert torch.equal(draws.moves(1, 2, 0, c, p), want)
         assert torch.equal(draws.keep(1, 2, 0, c, p), ~want)
-    # words above 2**31 exist, so the signed-compare trick is exercised
-    assert (words >= 2**31).any() and (words < 2**31).any()
+    # ties (the top byte equals the threshold's) occur, so the refinement is exercised
+    assert ((words >> 24) == draws.keep_threshold(0.3) >> 24).sum() > 5
 
 
 def test_law_is_bernoulli_p_including_p_0999():
@@ -106,4 +114,15 @@ def test_bad_counters():
     with pytest.raises(ValueError, match=r"\[0, 2\*\*31\)"):
         draws.unit_bits(0, 0, 0, torch.tensor([2**31]))
     with pytest.raises(ValueError, match="step=-1"):
-        draws.step_key(0, -1, 0)
+        draws.step_keys(0, -1, 0)
+
+
+def test_numpy_hash_equals_torch_hash():
+    import numpy as np
+
+    keys = draws.step_keys(8, 3, 2)
+    c = np.arange(10_000, dtype=np.uint32)
+    got = draws.hash_np_(np.empty_like(c), keys[0], np.empty_like(c), 2**30, c)
+    want = draws.hash_(torch.arange(10_000, dtype=torch.int32) + 2**30, keys[0])
+    assert np.array_equal(got.view(np.int32), want.numpy())
+    assert got[5] == py_hash(keys[0], 2**30 + 5)

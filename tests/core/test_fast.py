@@ -82,12 +82,12 @@ def test_neuron_non_contiguous_tensors_take_the_same_draws():
 
 def rederive_neuron(teacher, student, momenta, p, seed, step, sources):
     """Eq. 3 neuron-wise from the module docstring of core/draws.py on Python ints:
-    element j of tensor i moves iff word(step_key(seed, step, 1 + source_i), j) >= floor(p * 2**32)."""
+    element j of tensor i moves iff word(step_keys(seed, step, 1 + source_i), j) >= floor(p * 2**32)."""
     threshold = int(p * 2**32)
     out = []
     for t, s, m, src in zip(teacher, student, momenta, sources):
-        key = draws.step_key(seed, step, 1 + src)
-        moves = torch.tensor([draws.word(key, j) >= threshold for j in range(t.numel())]).reshape(t.shape)
+        keys = draws.step_keys(seed, step, 1 + src)
+        moves = torch.tensor([draws.word(keys, j) >= threshold for j in range(t.numel())]).reshape(t.shape)
         out.append(torch.where(moves, torch.lerp(t, s, 1 - m), t))
     return out
 

@@ -16,8 +16,8 @@ from stsmooth.core.smoothing import (
 
 def words(seed, step, counters):
     """The units' uniforms w / 2**32 of core/draws.py, on Python ints (stream 0: tensor, layer, channel)."""
-    key = draws.step_key(seed, step, draws.STREAM_SHARED)
-    return [draws.word(key, c) / 2**32 for c in counters]
+    keys = draws.step_keys(seed, step, draws.STREAM_SHARED)
+    return [draws.word(keys, c) / 2**32 for c in counters]
 
 
 def test_tma_hand_computed():
@@ -148,8 +148,8 @@ def test_draw_units_rederived():
     assert all(torch.equal(m, e >= p) for m, e in zip(draw("channel"), expect))
     u = []
     for src, shape in enumerate(shapes[:4]):  # stream 1 + source, counter = flat index
-        key = draws.step_key(9, 5, 1 + src)
-        u.append(torch.tensor([draws.word(key, j) / 2**32 for j in range(shape.numel())],
+        keys = draws.step_keys(9, 5, 1 + src)
+        u.append(torch.tensor([draws.word(keys, j) / 2**32 for j in range(shape.numel())],
                               dtype=torch.float64).reshape(shape))
     expect = u + [u[1]]
     assert all(torch.equal(m, e >= p) for m, e in zip(draw("neuron"), expect))

@@ -5,28 +5,33 @@ Paper 000 Eq. 3 draws ``P_i ~ Ber(p)`` per unit and step. Here the draw of unit 
 shard of a tensor (FSDP), a resumed run or a GPU kernel computes the draws of exactly its
 own units, with no communication and without generating anyone else's (issue 12).
 
-The draw (all arithmetic on unsigned 32-bit words, mod ``2**32``)::
+The hash ``H(key, c)`` of a 32-bit counter ``c`` (all arithmetic on unsigned 32-bit
+words, mod ``2**32``)::
 
-    k0, k1 = step_key(seed, step, stream)          # 64-bit splitmix64 chain, in Python
-    x = counter + k0
+    x = c + k0
     x ^= x >> 16;  x *= 0x21F0AAAD
     x ^= k1
     x ^= x >> 15;  x *= 0x735A2D97
-    x ^= x >> 15
-    w = x ^ 0x80000000                             # w: the unit's 32-bit uniform word
-    keep  iff  w <  keep_threshold(p) = floor(p * 2**32)
-    moves iff  w >= keep_threshold(p)
+    x ^= x >> 15                                   # H(key, c) = x
 
-The mixer is C. Wellons' ``lowbias32`` (hash-prospector, constants 0x21f0aaad /
-0x735a2d97, shifts 16/15/15) with the second key word xored in after the first round, so
-the draw depends on all 64 bits of the step key. Resolution: 32 bits; P(keep) =
-floor(p * 2**32) / 2**32, within 2**-32 of p (p = 0.999 is honoured to 2.3e-10).
+C. Wellons' ``lowbias32`` (hash-prospector, constants 0x21f0aaad / 0x735a2d97, shifts
+16/15/15) with the second key word xored in after the first round, so it depends on all
+64 bits of the key. Two keys per (seed, step, stream), ``ka, kb = step_keys(...)``
+(a splitmix64 chain on Python ints). A unit's 32-bit word is::
 
-Torch has no unsigned 32-bit shifts or compares, so :func:`bits_` works on int32 tensors
-holding the same bit patterns: multiplication and addition wrap (two's complement), and
-the arithmetic right shifts are masked to act as logical ones. The last xor with the sign
-bit is why ``w`` is the word: read as a signed int32, ``x`` equals ``w - 2**31``, so
-``w >= T`` is the signed compare ``x >= T - 2**31`` with no extra pass. The Triton kernel
+    B = (H(ka, c >> 2) >> (8 * (c & 3))) & 0xFF    # byte c % 4 of the hash of c // 4
+    R = H(kb, c) >> 8                              # 24 more bits, needed only on ties
+    w = B << 24 | R
+    keep  iff  w <  T = keep_threshold(p) = floor(p * 2**32)
+    moves iff  w >= T
+
+so the CPU path hashes one word per 4 units, compares bytes with ``T >> 24``, and hashes
+``R`` only for the 1/256 of units whose byte ties (as 0.1's byte streams did). Resolution:
+32 bits; P(keep) = T / 2**32, within 2**-32 of p (p = 0.999 is honoured to 2.3e-10).
+
+Torch has no unsigned 32-bit shifts, so :func:`hash_` works on int32 tensors holding the
+same bit patterns: multiplication and addition wrap (two's complement), and the
+arithmetic right shifts are masked to act as logical ones. The Triton kernel
 (:mod:`stsmooth.core.triton_kernel`) computes the same words in uint32.
 
 Global unit index (``stream``, ``counter``) per granularity, over the plan of
@@ -56,11 +61,12 @@ so the same seed draws other units than in 0.1 (the law is the same).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["STREAM_SHARED", "bits_", "keep", "keep_threshold", "moves", "moves_from_bits", "neuron_stream",
-           "signed_threshold", "step_key", "unit_bits", "unit_uniforms", "word"]
+__all__ = ["STREAM_SHARED", "hash32", "hash_", "hash_np_", "keep", "keep_threshold", "moves", "neuron_stream", "step_keys",
+           "unit_bits", "unit_uniforms", "word"]
 
 STREAM_SHARED = 0  # tensor, layer and channel draws; neuron-wise tensors take 1 + their id
 
@@ -78,12 +84,13 @@ def _mix64(z: int) -> int:
     return z ^ (z >> 31)
 
 
-def step_key(seed: int, step: int, stream: int) -> tuple[int, int]:
-    """The two 32-bit key words ``(k0, k1)`` of one (seed, step, stream), as Python ints in [0, 2**32)."""
+def step_keys(seed: int, step: int, stream: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The keys ``ka, kb`` of one (seed, step, stream), each two 32-bit words ``(k0, k1)`` as Python ints."""
     if step < 0 or stream < 0:
         raise ValueError(f"step={step} and stream={stream} must be >= 0")
     z = _mix64(seed ^ _mix64(step + 0x9E3779B97F4A7C15 * (_mix64(stream) | 1)))
-    return z & 0xFFFFFFFF, z >> 32
+    z2 = _mix64(z ^ 0xD6E8FEB86659FD93)
+    return (z & 0xFFFFFFFF, z >> 32), (z2 & 0xFFFFFFFF, z2 >> 32)
 
 
 def neuron_stream(source: int) -> int:
@@ -111,15 +118,13 @@ def _xorshift_(x: Tensor, shift: int, tmp: Tensor) -> None:
     x.bitwise_xor_(tmp)
 
 
-def bits_(x: Tensor, key: tuple[int, int], tmp: Tensor | None = None, offset: int = 0,
+def hash_(x: Tensor, key: tuple[int, int], tmp: Tensor | None = None, offset: int = 0,
           base: Tensor | None = None) -> Tensor:
-    """In place: int32 ``x`` holding counters becomes their hashes ``x`` of the recipe (int32 bits).
-
-    The word is ``w = x ^ 0x80000000``; as a signed int32, ``x = w - 2**31``.
+    """In place: int32 ``x`` holding counters becomes ``H(key, counter)`` (as int32 bit patterns).
 
     Args:
         x: int32 counters, any shape; overwritten. With ``base``, x's content is ignored.
-        key: ``(k0, k1)`` from :func:`step_key`.
+        key: ``ka`` or ``kb`` from :func:`step_keys`.
         tmp: optional int32 scratch tensor of x's shape.
         offset: added to every counter (a chunk's first counter when ``base`` is an arange).
         base: int32 counters to read instead of x (x's shape); saves a copy.
@@ -141,16 +146,41 @@ def bits_(x: Tensor, key: tuple[int, int], tmp: Tensor | None = None, offset: in
     return x
 
 
-def word(key: tuple[int, int], counter: int) -> int:
-    """One unit's word ``w`` in [0, 2**32), on Python ints (no tensor, no device): the recipe above."""
+def hash_np_(x: np.ndarray, key: tuple[int, int], tmp: np.ndarray, offset: int, base: np.ndarray) -> np.ndarray:
+    """:func:`hash_` on NumPy uint32 arrays (CPU): ``x = H(key, base + offset)``.
+
+    NumPy has logical shifts on uint32 (no masks) and runs single-threaded, so a busy
+    machine does not stall it at thread barriers as it does torch's small parallel ops.
+    """
+    np.add(base, np.uint32((key[0] + offset) & 0xFFFFFFFF), out=x)
+    np.right_shift(x, np.uint32(16), out=tmp)
+    np.bitwise_xor(x, tmp, out=x)
+    np.multiply(x, np.uint32(_C1), out=x)
+    np.bitwise_xor(x, np.uint32(key[1]), out=x)
+    np.right_shift(x, np.uint32(15), out=tmp)
+    np.bitwise_xor(x, tmp, out=x)
+    np.multiply(x, np.uint32(_C2), out=x)
+    np.right_shift(x, np.uint32(15), out=tmp)
+    np.bitwise_xor(x, tmp, out=x)
+    return x
+
+
+def hash32(key: tuple[int, int], counter: int) -> int:
+    """``H(key, counter)`` on Python ints."""
     x = (counter + key[0]) & 0xFFFFFFFF
     x ^= x >> 16
     x = (x * _C1) & 0xFFFFFFFF
     x ^= key[1]
     x ^= x >> 15
     x = (x * _C2) & 0xFFFFFFFF
-    x ^= x >> 15
-    return x ^ 0x80000000
+    return x ^ (x >> 15)
+
+
+def word(keys: tuple[tuple[int, int], tuple[int, int]], counter: int) -> int:
+    """One unit's word ``w`` in [0, 2**32) on Python ints (no tensor, no device); ``keys`` from :func:`step_keys`."""
+    ka, kb = keys
+    byte = (hash32(ka, counter >> 2) >> (8 * (counter & 3))) & 0xFF
+    return byte << 24 | hash32(kb, counter) >> 8
 
 
 def _counters(counter: Tensor) -> Tensor:
@@ -159,7 +189,11 @@ def _counters(counter: Tensor) -> Tensor:
     # checked on CPU only: on a GPU the check would be a host sync every step
     if counter.device.type == "cpu" and counter.numel() and (int(counter.min()) < 0 or int(counter.max()) >= _MAX_COUNTER):
         raise ValueError(f"counters must lie in [0, 2**31); got [{int(counter.min())}, {int(counter.max())}]")
-    return counter.to(torch.int32, copy=True)
+    return counter.to(torch.int64)
+
+
+def _u32(x: Tensor) -> Tensor:
+    return x.to(torch.int64) & 0xFFFFFFFF
 
 
 def unit_bits(seed: int, step: int, stream: int, counter: Tensor) -> Tensor:
@@ -174,8 +208,10 @@ def unit_bits(seed: int, step: int, stream: int, counter: Tensor) -> Tensor:
     Returns:
         int64 tensor of counter's shape.
     """
-    x = bits_(_counters(counter), step_key(seed, step, stream))
-    return x.to(torch.int64) + (1 << 31)
+    c = _counters(counter)
+    ka, kb = step_keys(seed, step, stream)
+    byte = (_u32(hash_((c >> 2).to(torch.int32), ka)) >> ((c & 3) * 8)) & 0xFF
+    return byte << 24 | _u32(hash_(c.to(torch.int32), kb)) >> 8
 
 
 def unit_uniforms(seed: int, step: int, stream: int, counter: Tensor) -> Tensor:
@@ -184,24 +220,9 @@ def unit_uniforms(seed: int, step: int, stream: int, counter: Tensor) -> Tensor:
     return unit_bits(seed, step, stream, counter).double() / 4294967296.0
 
 
-def signed_threshold(threshold: int) -> int | None:
-    """``threshold - 2**31``: the signed-int32 bound that hashes ``x`` (of :func:`bits_`) compare with;
-    ``None`` when nothing moves (p = 1)."""
-    return None if threshold >= 1 << 32 else threshold - (1 << 31)
-
-
-def moves_from_bits(x: Tensor, threshold: int) -> Tensor:
-    """Bool mask of the hashes ``x`` (of :func:`bits_`) whose words are >= ``threshold``."""
-    bound = signed_threshold(threshold)
-    if bound is None:
-        return torch.zeros(x.shape, dtype=torch.bool, device=x.device)
-    return x.ge(bound)
-
-
 def moves(seed: int, step: int, stream: int, counter: Tensor, p: float) -> Tensor:
     """Whether each unit moves (P_i = 0 in paper 000 Eq. 3): its word >= floor(p * 2**32)."""
-    x = bits_(_counters(counter), step_key(seed, step, stream))
-    return moves_from_bits(x, keep_threshold(p))
+    return unit_bits(seed, step, stream, counter) >= keep_threshold(p)
 
 
 def keep(seed: int, step: int, stream: int, counter: Tensor, p: float) -> Tensor:

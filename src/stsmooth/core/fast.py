@@ -10,8 +10,9 @@ computes the same numbers, bit for bit, quickly; it is what :func:`~stsmooth.cor
   device work, no sync), and channel/neuron draws need no generator state;
 - fused lerps: every moving tensor goes through one ``torch._foreach_lerp_`` with a weight
   of 0 (kept) or 1 - m (moved) per entry, instead of a ``where`` per tensor;
-- chunks (neuron-wise, contiguous tensors): the hashes, weights and teacher/student slices
-  of ``CHUNK`` elements stay in cache between the passes over them;
+- chunks (neuron-wise, contiguous CPU tensors): the hashes, weights and teacher/student
+  slices of ``CHUNK`` units stay in cache between the passes over them, and one hash
+  serves 4 units (its bytes; see :mod:`stsmooth.core.draws`);
 - on CUDA, channel and neuron-wise, the fused Triton kernel of
   :mod:`stsmooth.core.triton_kernel` (one pass: hash, compare, lerp) when Triton is installed.
 
@@ -24,8 +25,10 @@ round ``1 - m``).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
 # Elements per chunk of the neuron-wise path: the chunk's hashes, weights and teacher/student
 # slices stay in cache between the passes over it, and the chunk is large enough to
 # amortise the per-chunk calls.
-CHUNK = 1 << 16
+CHUNK = 1 << 18
 KERNELS = ("auto", "torch", "triton")
 
 
@@ -117,13 +120,13 @@ def _lerp_weighted(ts: list[Tensor], ss: list[Tensor], ws: list[Tensor], rates: 
 
 def move_whole(teacher, student, plan, rates, preserve_prob, granularity, seed, step) -> None:
     """Tensor- and layer-wise: one word per tensor (or group), computed on the host; moves when >= the threshold."""
-    key = draws.step_key(seed, step, draws.STREAM_SHARED)
+    keys = draws.step_keys(seed, step, draws.STREAM_SHARED)
     threshold = draws.keep_threshold(preserve_prob)
     if granularity == "layer":
-        drawn = [draws.word(key, g) >= threshold for g in range(plan.n_groups)]
+        drawn = [draws.word(keys, g) >= threshold for g in range(plan.n_groups)]
         idx = [i for g, d in enumerate(drawn) if d for i in plan.members[g]]
     else:
-        drawn_src = {src: draws.word(key, src) >= threshold for src in plan.sources}
+        drawn_src = {src: draws.word(keys, src) >= threshold for src in plan.sources}
         idx = [i for i, src in enumerate(plan.source_of) if drawn_src[src]]
     lerp_by_rate(teacher, student, idx, rates)
 
@@ -131,9 +134,8 @@ def move_whole(teacher, student, plan, rates, preserve_prob, granularity, seed, 
 def move_channels(teacher, student, plan, rates, preserve_prob, seed, step) -> None:
     """Channel-wise: one word per (group, row count) row; counters 0..total_rows-1 (see :mod:`~stsmooth.core.draws`)."""
     device = teacher[0].device
-    x = torch.arange(plan.total_rows, dtype=torch.int32, device=device)
-    key = draws.step_key(seed, step, draws.STREAM_SHARED)
-    drawn = draws.moves_from_bits(draws.bits_(x, key), draws.keep_threshold(preserve_prob))
+    counters = torch.arange(plan.total_rows, device=device)
+    drawn = draws.moves(seed, step, draws.STREAM_SHARED, counters, preserve_prob)
     weights: dict[tuple[torch.dtype, float], Tensor] = {}
     ws = []
     for i, t in enumerate(teacher):
@@ -146,55 +148,80 @@ def move_channels(teacher, student, plan, rates, preserve_prob, seed, step) -> N
 
 
 def _chunkable(t: Tensor, s: Tensor) -> bool:
-    return _exact_weight(t.dtype) and s.dtype == t.dtype and t.is_contiguous() and s.is_contiguous()
+    return (t.device.type == "cpu" and _exact_weight(t.dtype) and s.dtype == t.dtype
+            and t.is_contiguous() and s.is_contiguous())
 
 
 def move_neurons(teacher, student, plan, rates, preserve_prob, seed, step) -> None:
-    """Neuron-wise on any device: per drawing tensor, chunks of ``plan.chunk`` counters -> hashes -> lerp weights.
+    """Neuron-wise: contiguous float32/float64 CPU tensors in chunks (:func:`_move_neurons_cpu`), others whole.
 
-    Tensors that are not contiguous, or whose dtype cannot carry the rate exactly as a
-    weight (half, bfloat16), take the whole-tensor ``where`` of the reference instead;
-    their draws are the same words.
+    The others (GPU tensors without Triton, half/bfloat16, non-contiguous) take each drawing
+    tensor's mask from :func:`stsmooth.core.draws.moves` and a ``where`` or weighted lerp.
     """
-    bound = draws.signed_threshold(draws.keep_threshold(preserve_prob))
-    device = teacher[0].device
-    biggest = max(teacher[src].numel() for src in plan.sources)
-    size = min(plan.chunk, biggest)
-    base = torch.arange(size, dtype=torch.int32, device=device)
-    x, tmp = torch.empty_like(base), torch.empty_like(base)
-    moved = torch.empty(size, dtype=torch.bool, device=device)
-    w_bufs: dict[tuple[torch.dtype, float], Tensor] = {}
+    chunked = sys.byteorder == "little" and all(_chunkable(t, s) for t, s in zip(teacher, student))
+    if chunked:
+        _move_neurons_cpu(teacher, student, plan, rates, preserve_prob, seed, step)
+        return
+    ts, ss, ws, rs = [], [], [], []
     for src in plan.sources:
-        key = draws.step_key(seed, step, draws.neuron_stream(src))
+        t = teacher[src]
+        counters = torch.arange(t.numel(), device=t.device).view(t.shape)
+        drawn = draws.moves(seed, step, draws.neuron_stream(src), counters, preserve_prob)
+        dt = t.dtype if _exact_weight(t.dtype) else torch.float32
+        distinct = {rates[i] for i in plan.followers[src]}
+        weights = {r: drawn.to(dt).mul_(r) for r in distinct}
+        for i in plan.followers[src]:
+            ts.append(teacher[i])
+            ss.append(student[i])
+            ws.append(weights[rates[i]])
+            rs.append(rates[i])
+    _lerp_weighted(ts, ss, ws, rs)
+
+
+def _move_neurons_cpu(teacher, student, plan, rates, preserve_prob, seed, step) -> None:
+    """Neuron-wise on CPU in chunks of ``plan.chunk`` units: one hash per 4 units, bytes compared, ties refined.
+
+    The words of :mod:`stsmooth.core.draws`: unit c's top byte is byte ``c % 4`` of
+    ``H(ka, c // 4)`` (the little-endian bytes of the hashes, computed by NumPy, whose
+    uint32 shifts, uint8 compares and bool-to-float products need no masks or barriers),
+    and only the units whose byte equals ``T >> 24`` (1 in 256) need ``R = H(kb, c) >> 8``.
+    """
+    threshold = draws.keep_threshold(preserve_prob)
+    hi, lo = threshold >> 24, threshold & 0xFFFFFF
+    size = min(plan.chunk, max(teacher[src].numel() for src in plan.sources))
+    size += -size % 4  # whole hashes per chunk: chunks start at multiples of 4
+    base = np.arange(size // 4, dtype=np.uint32)
+    h, tmp = np.empty_like(base), np.empty_like(base)
+    h_bytes = h.view(np.uint8)
+    moved = np.empty(size, dtype=np.bool_)
+    w_bufs: dict[tuple[torch.dtype, float], tuple[Tensor, np.ndarray]] = {}
+    for src in plan.sources:
+        ka, kb = draws.step_keys(seed, step, draws.neuron_stream(src))
         followers = plan.followers[src]
-        fast = [i for i in followers if _chunkable(teacher[i], student[i])]
-        slow = [i for i in followers if i not in fast]
+        flat_t = [teacher[i].view(-1) for i in followers]
+        flat_s = [student[i].view(-1) for i in followers]
         numel = teacher[src].numel()
-        if slow:
-            h = draws.bits_(torch.empty(numel, dtype=torch.int32, device=device), key,
-                            base=torch.arange(numel, dtype=torch.int32, device=device))
-            mask = h.ge(bound).view(teacher[src].shape)
-            for i in slow:
-                t = teacher[i]
-                t.copy_(torch.where(mask, torch.lerp(t, student[i].to(t.dtype), rates[i]), t))
-        if not fast:
-            continue
-        flat_t = [teacher[i].view(-1) for i in fast]
-        flat_s = [student[i].view(-1) for i in fast]
         for a in range(0, numel, size):
             n = min(size, numel - a)
-            h = draws.bits_(x[:n], key, tmp[:n], offset=a, base=base[:n])
-            torch.ge(h, bound, out=moved[:n])
+            words = (n + 3) // 4
+            draws.hash_np_(h[:words], ka, tmp[:words], a // 4, base[:words])
+            b = h_bytes[:n]
+            np.greater(b, hi, out=moved[:n])
+            tie = np.flatnonzero(b == hi)
+            if tie.size:
+                t32 = tie.astype(np.uint32)
+                r = draws.hash_np_(np.empty_like(t32), kb, np.empty_like(t32), a, t32)
+                moved[tie[(r >> np.uint32(8)) >= lo]] = True
             filled: dict[tuple[torch.dtype, float], Tensor] = {}
             ts, ss, ws = [], [], []
-            for k, i in enumerate(fast):
+            for k, i in enumerate(followers):
                 wkey = (teacher[i].dtype, rates[i])
                 if wkey not in filled:
                     if wkey not in w_bufs:
-                        w_bufs[wkey] = torch.empty(size, dtype=wkey[0], device=device)
-                    w = w_bufs[wkey][:n]
-                    w.copy_(moved[:n]).mul_(wkey[1])
-                    filled[wkey] = w
+                        buf = torch.empty(size, dtype=wkey[0])
+                        w_bufs[wkey] = (buf, buf.numpy())
+                    np.multiply(moved[:n], w_bufs[wkey][1].dtype.type(wkey[1]), out=w_bufs[wkey][1][:n])
+                    filled[wkey] = w_bufs[wkey][0][:n]
                 ts.append(flat_t[k][a : a + n])
                 ss.append(flat_s[k][a : a + n])
                 ws.append(filled[wkey])

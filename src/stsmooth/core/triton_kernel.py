@@ -8,8 +8,9 @@ in registers from its counter (paper 000 Eq. 3 with the counter draws of
 
 Bit for bit the torch path's numbers:
 
-- draws: the recipe of :mod:`stsmooth.core.draws` in uint32 (logical shifts, wrapping
-  products), compared as signed int32 with ``threshold - 2**31``, as the torch path does;
+- draws: the words of :mod:`stsmooth.core.draws` in uint32 (logical shifts, wrapping
+  products): the byte of ``H(ka, c >> 2)`` compared with ``T >> 24``, ties decided by
+  ``H(kb, c) >> 8`` against ``T & 0xFFFFFF``;
 - lerp: as ``torch.lerp`` computes it (ATen's ``lerp``): for weight ``w < 0.5``,
   ``a + w * (b - a)``, else ``b - (b - a) * (1 - w)``, each a single fused multiply-add
   ``fma(coeff, b - a, base)`` with ``coeff = w`` or ``w - 1``, as ATen's vectorised CPU
@@ -52,19 +53,25 @@ def supports(teacher: Sequence[Tensor], student: Sequence[Tensor]) -> bool:
 if AVAILABLE:
 
     @triton.jit
-    def _smooth_kernel(t_ptr, s_ptr, n, row_size, counter0, k0, k1, bound, rate, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        inside = offs < n
-        # the unit's counter: its flat index (neuron, row_size 1) or its row's (channel)
-        c = counter0 + offs // row_size
+    def _hash(c, k0, k1):
+        """H(key, c) of core/draws.py on uint32 (logical shifts, wrapping products)."""
         x = (c + k0).to(tl.uint32, bitcast=True)
         x = x ^ (x >> 16)
         x = x * tl.full((), 0x21F0AAAD, tl.uint32)
         x = (x.to(tl.int32, bitcast=True) ^ k1).to(tl.uint32, bitcast=True)
         x = x ^ (x >> 15)
         x = x * tl.full((), 0x735A2D97, tl.uint32)
-        x = x ^ (x >> 15)
-        moves = x.to(tl.int32, bitcast=True) >= bound
+        return x ^ (x >> 15)
+
+    @triton.jit
+    def _smooth_kernel(t_ptr, s_ptr, n, row_size, counter0, ka0, ka1, kb0, kb1, hi, lo, rate, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        inside = offs < n
+        # the unit's counter: its flat index (neuron, row_size 1) or its row's (channel)
+        c = counter0 + offs // row_size
+        byte = ((_hash(c >> 2, ka0, ka1) >> ((c & 3) * 8).to(tl.uint32)) & 0xFF).to(tl.int32, bitcast=True)
+        rest = (_hash(c, kb0, kb1) >> 8).to(tl.int32, bitcast=True)
+        moves = (byte > hi) | ((byte == hi) & (rest >= lo))
         a = tl.load(t_ptr + offs, mask=inside)
         b = tl.load(s_ptr + offs, mask=inside)
         w = tl.zeros((), tl.float32) + rate  # fp32 as torch rounds the scalar; also under the interpreter
@@ -102,18 +109,18 @@ def smooth_triton_(teacher: Sequence[Tensor], student: Sequence[Tensor], plan, r
         if t.dtype != torch.float32 or s.dtype != torch.float32 or not (t.is_contiguous() and s.is_contiguous()):
             raise ValueError(f"tensor {i} is {t.dtype}/{s.dtype}, contiguous={t.is_contiguous() and s.is_contiguous()};"
                              " the Triton kernel takes float32 contiguous tensors only (use kernel='torch')")
-    bound = draws.signed_threshold(draws.keep_threshold(preserve_prob))
-    if bound is None:
-        return
-    shared = draws.step_key(seed, step, draws.STREAM_SHARED)
+    threshold = draws.keep_threshold(preserve_prob)
+    hi, lo = threshold >> 24, threshold & 0xFFFFFF
+    shared = draws.step_keys(seed, step, draws.STREAM_SHARED)
     for i, (t, s) in enumerate(zip(teacher, student)):
         n = t.numel()
         if n == 0:
             continue
         if granularity == "neuron":
-            key, row_size, counter0 = draws.step_key(seed, step, draws.neuron_stream(plan.source_of[i])), 1, 0
+            keys, row_size, counter0 = draws.step_keys(seed, step, draws.neuron_stream(plan.source_of[i])), 1, 0
         else:
-            key, row_size, counter0 = shared, n // plan.rows[i], plan.row_at[i]
+            keys, row_size, counter0 = shared, n // plan.rows[i], plan.row_at[i]
+        (ka0, ka1), (kb0, kb1) = keys
         grid = (triton.cdiv(n, BLOCK),)
-        _smooth_kernel[grid](t, s, n, row_size, counter0, _i32(key[0]), _i32(key[1]), bound, float(rates[i]),
-                             BLOCK=BLOCK)
+        _smooth_kernel[grid](t, s, n, row_size, counter0, _i32(ka0), _i32(ka1), _i32(kb0), _i32(kb1), hi, lo,
+                             float(rates[i]), BLOCK=BLOCK)
