@@ -31,6 +31,14 @@ def _run(cmd, cwd, env):
     return done.stdout
 
 
+def _has_setuptools(major: int) -> bool:
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    return int(setuptools.__version__.split(".")[0]) >= major
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(venv bin folder, environment) with the wheel of this checkout installed."""
@@ -42,8 +50,9 @@ def installed(tmp_path_factory):
         shutil.copy(ROOT / name, source / name)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["OMP_NUM_THREADS"] = "1"
-    # no build isolation: setuptools comes from this environment (no network needed)
-    _run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
+    # without build isolation when this environment has the build backend (no network needed)
+    isolation = ["--no-build-isolation"] if _has_setuptools(68) else []
+    _run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", *isolation, "-q",
           "-w", tmp / "dist"], cwd=tmp, env=env)
     wheel, = (tmp / "dist").glob("stsmooth-*.whl")
     venv.create(tmp / "venv", system_site_packages=True, with_pip=False)
