@@ -7,6 +7,7 @@ the helpers return their input (rank 0 of a world of 1).
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 
 import torch
@@ -35,8 +36,13 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
 
 
-def init_from_env(backend: str | None = None) -> torch.device:
+def init_from_env(backend: str | None = None, timeout_minutes: float | None = None) -> torch.device:
     """Initialise the process group when launched by torchrun; pick this rank's device.
+
+    Args:
+        backend: ``nccl`` / ``gloo``; None picks by device.
+        timeout_minutes: how long a collective waits for a peer before it fails (a hung or
+            dead rank then ends the run); None keeps PyTorch's default (30 min gloo, 10 min nccl).
 
     Returns:
         ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``.
@@ -47,7 +53,8 @@ def init_from_env(backend: str | None = None) -> torch.device:
     if use_cuda:
         torch.cuda.set_device(device)
     if launched_by_torchrun() and not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"))
+        timeout = None if timeout_minutes is None else datetime.timedelta(minutes=timeout_minutes)
+        dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"), timeout=timeout)
     return device
 
 

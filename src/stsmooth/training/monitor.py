@@ -24,6 +24,7 @@ from torch import nn
 from stsmooth import evaluate
 from stsmooth.core.distributed import all_gather_concat, rank, world_size
 from stsmooth.data import FolderSet, ImageSet, loader_for
+from stsmooth.errors import StsmoothError
 from stsmooth.evaluate.features import eval_mode
 from stsmooth.evaluate.metrics import topk_accuracy
 from stsmooth.evaluate.smoothness import output_msd, param_msd, snapshot
@@ -46,6 +47,32 @@ class Features(nn.Module):
         return self.net.features(x)
 
 
+#: images decoded from each evaluation folder at start-up, evenly spaced (first and last included)
+EVAL_SAMPLE = 16
+
+
+def check_eval_data(kind: Kind, bank: ImageSet | FolderSet | None, test: ImageSet | FolderSet) -> None:
+    """Fails at start-up, not after training, on evaluation data that cannot be evaluated.
+
+    Checks that the test set (and the kNN bank) hold labelled images and, for image
+    folders, that an even sample of :data:`EVAL_SAMPLE` images decodes.
+
+    Raises:
+        StsmoothError: one line naming the set and what is wrong (the file, for an image).
+    """
+    sets = {"test (data.test_split)": test, **({"kNN bank (labelled training images)": bank} if kind.knn else {})}
+    for name, images in sets.items():
+        if images is None or len(images) == 0 or not bool((images.labels >= 0).any()):
+            raise StsmoothError(f"evaluation data: the {name} set has no labelled image; nothing to evaluate on")
+        if isinstance(images, FolderSet) and not images.skip_bad_images:
+            for i in sorted(set(torch.linspace(0, len(images) - 1, min(EVAL_SAMPLE, len(images))).round().long().tolist())):
+                try:
+                    images[i]
+                except ValueError as err:
+                    raise StsmoothError(f"evaluation data ({name}): {err}; fix the folder before training "
+                                        f"(or set data.skip_bad_images=true)") from None
+
+
 class Monitor:
     """Evaluates a model and its teacher; keeps the smoothness snapshot.
 
@@ -64,6 +91,7 @@ class Monitor:
                  transform: nn.Module, device: torch.device, cfg: EvalConfig, num_classes: int, seed: int = 0):
         self.kind, self.cfg, self.device, self.transform = kind, cfg, device, transform
         self.num_classes = num_classes
+        check_eval_data(kind, bank, test)
         self.test = test
         self.bank = None
         if kind.knn:
