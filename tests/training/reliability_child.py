@@ -28,5 +28,4 @@ def recording_step(model, teacher, optimizer, batch, step, *args, **kwargs):
 
 
 train.train_step = recording_step
-root = Path(__file__).resolve().parents[2]
-raise SystemExit(cli.main(["train", str(root / "configs/byol_digits.yaml"), *sys.argv[2:]]))
+raise SystemExit(cli.main(["train", "byol_digits", *sys.argv[2:]]))

@@ -18,7 +18,6 @@ from stsmooth.errors import StsmoothError
 from stsmooth.training import checkpoint, config, train
 from stsmooth.training.run_folder import RunFolder
 
-ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("reliability_child.py")
 TINY = ["progress=false", "log=none", "model.options.width=8", "byol.projector_hidden=32", "byol.projector_out=16",
         "byol.predictor_hidden=32", "optim.batch_size=32", "optim.warmup_epochs=1", "eval.every_epochs=2",
@@ -27,7 +26,7 @@ TIMING = ("epoch_seconds", "images_per_s")  # wall-clock columns of metrics.csv
 
 
 def tiny(out, *extra):
-    return config.load(ROOT / "configs/byol_digits.yaml", TINY + [f"out={out}", *extra])
+    return config.load("byol_digits", TINY + [f"out={out}", *extra])
 
 
 def _same_state(a_dir, b_dir):
@@ -150,6 +149,21 @@ def test_sigterm_mid_epoch_checkpoints_the_last_step_and_exits_75(tmp_path, stra
     train.run(tiny(out, *STEPPED, "resume=true"))
     _same_state(straight, out)
     assert _results(out) == _results(straight)
+
+
+def test_checkpoint_due_every_steps_every_minutes_and_on_a_signal():
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(checkpoint=config.CheckpointConfig(every_steps=4, every_minutes=1.0))
+    saver = train._Saver(SimpleNamespace(cfg=cfg), 0.0, 0.0, 0)
+    assert saver.due(7, stop=False) == (False, False)
+    assert saver.due(8, stop=False) == (True, False)  # every 4 steps
+    saver.last_time -= 61.0  # a minute and a second since the last checkpoint
+    assert saver.due(9, stop=False) == (True, False)
+    saver.last_time += 61.0
+    assert saver.due(9, stop=True) == (True, True)  # SIGTERM: save and stop
+    with pytest.raises(ValueError, match=r"checkpoint.keep=0 must be >= 1"):
+        config.load(overrides=["checkpoint.keep=0"])
 
 
 # ---- item 2: requeue-safe --------------------------------------------------------------------------------

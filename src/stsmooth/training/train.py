@@ -37,7 +37,6 @@ from torch import nn
 from stsmooth.core import distributed as dist
 from stsmooth.core import schedules
 from stsmooth.core.teacher import Teacher
-from stsmooth.errors import StsmoothError
 from stsmooth.methods import METHODS
 from stsmooth.methods.contract import Method, MethodModel
 from stsmooth.models.export import save_safetensors, torchvision_state_dict
@@ -182,7 +181,7 @@ class Session:
 #: training (prefixes end in "."); any other difference is refused (see :func:`check_resume`)
 RESUME_ALLOWED = ("eval.", "checkpoint.", "dist.", "log", "log_project", "progress", "export", "out", "resume",
                   "device", "compile", "amp", "data.root", "data.download", "data.num_workers",
-                  "data.skip_bad_images", "optim.epochs")
+                  "data.skip_bad_images", "parallel", "optim.epochs")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -280,8 +279,7 @@ def setup(cfg: RunConfig, resume: dict | None = None) -> Session:
             number of steps per epoch (the schedules would no longer match).
         StsmoothError: the run folder is in use by another process (its lock).
     """
-    torchrun = dist.launched_by_torchrun()
-    device = dist.init_from_env(timeout_minutes=cfg.dist.timeout_minutes) if torchrun else resolve_device(cfg.device)
+    device = dist.init_from_env() if dist.launched_by_torchrun() else resolve_device(cfg.device)
     if dist.launched_by_torchrun() and cfg.device not in ("auto", str(device), device.type):
         raise ValueError(f"under torchrun each rank uses {device}; leave device=auto (got device={cfg.device!r})")
     method = METHODS[cfg.method]
@@ -409,8 +407,7 @@ class _Saver:
             state["rng_ranks"] = [state["rng"]]
         if s.folder.active:
             state["seconds"] = self.elapsed_before + time.perf_counter() - self.start_time
-            if self.last_step != step:  # not again when the epoch's end is re-saved after its evaluation
-                ckpt.keep_previous(s.folder.checkpoint, self.last_step, s.cfg.checkpoint.keep)
+            ckpt.keep_previous(s.folder.checkpoint, self.last_step, s.cfg.checkpoint.keep)
             ckpt.save(state, s.folder.checkpoint)
         self.last_step, self.last_time = step, time.monotonic()
 
@@ -438,7 +435,7 @@ def run(cfg: RunConfig) -> dict:
         folder.save_config(cfg)
         step = epoch = 0
         resumed = None
-        evals: dict = {}  # the evaluations results.json reports ("init", "last"), kept in the checkpoint
+        evals: dict = {}  # what results.json reports ("init", "last" of epoch "last_epoch"), kept in the checkpoint
         sums: dict = {}
         count = 0
         if state is not None:
@@ -510,8 +507,8 @@ def run(cfg: RunConfig) -> dict:
                        "epoch_seconds": seconds, "images_per_s": count * s.feed.images_per_step
                        * dist.world_size() / max(seconds, 1e-9)}
                 if _eval_due(cfg, epoch):
-                    saver.save(step, epoch, {"evals": evals})  # the epoch's training is safe before evaluating
-                    evals["last"] = _evaluate(s, epoch)
+                    evals["last"] = s.monitor.evaluate(model.student, teacher)
+                    evals["last_epoch"] = epoch
                     row.update(evals["last"])
                     progress.write(_summary(epoch, evals["last"]))
                 folder.log(row)
@@ -530,7 +527,8 @@ def run(cfg: RunConfig) -> dict:
     try:
         # the final epoch's evaluation, from the checkpoint when a kill came between it and results.json
         # (evaluating again would measure the smoothness against itself: param_msd 0)
-        final_metrics = evals.get("last") or s.monitor.evaluate(model.student, teacher)
+        final_metrics = (evals["last"] if evals.get("last_epoch") == cfg.optim.epochs
+                         else s.monitor.evaluate(model.student, teacher))
         results = _results(s, final_metrics, evals.get("init"),
                            elapsed_before + time.perf_counter() - start_time)
         disagreement = _teacher_disagreement(teacher)
@@ -548,26 +546,6 @@ def run(cfg: RunConfig) -> dict:
         raise
     folder.close()  # after curves.png and results.json: the experiment logs keep them as files
     return results
-
-
-def _evaluate(s: Session, epoch: int) -> dict:
-    """The monitor's evaluation after ``epoch``; a failure never costs the training already checkpointed.
-
-    A failure before the last epoch is reported in one line and training goes on; at the
-    last epoch it stops the run with a line saying how to evaluate the checkpoint later.
-    """
-    try:
-        return s.monitor.evaluate(s.model.student, s.teacher)
-    except (KeyboardInterrupt, NonFiniteLossError):
-        raise
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        what = f"evaluation after epoch {epoch} failed ({type(err).__name__}: {first})"
-        if epoch < s.cfg.optim.epochs:
-            print(f"stsmooth: {what}; training goes on", file=sys.stderr)
-            return {}
-        raise StsmoothError(f"training finished and {s.folder.checkpoint} holds it, but the {what}; evaluate it "
-                            f"later with: stsmooth eval knn {s.folder.checkpoint}") from err
 
 
 def _stop(signal_name: str | None, folder: RunFolder, step: int, epoch: int, steps_per_epoch: int) -> None:
