@@ -37,6 +37,7 @@ from torch import nn
 from stsmooth.core import distributed as dist
 from stsmooth.core import schedules
 from stsmooth.core.teacher import Teacher
+from stsmooth.errors import StsmoothError
 from stsmooth.methods import METHODS
 from stsmooth.methods.contract import Method, MethodModel
 from stsmooth.models.export import save_safetensors, torchvision_state_dict
@@ -279,7 +280,8 @@ def setup(cfg: RunConfig, resume: dict | None = None) -> Session:
             number of steps per epoch (the schedules would no longer match).
         StsmoothError: the run folder is in use by another process (its lock).
     """
-    device = dist.init_from_env() if dist.launched_by_torchrun() else resolve_device(cfg.device)
+    torchrun = dist.launched_by_torchrun()
+    device = dist.init_from_env(timeout_minutes=cfg.dist.timeout_minutes) if torchrun else resolve_device(cfg.device)
     if dist.launched_by_torchrun() and cfg.device not in ("auto", str(device), device.type):
         raise ValueError(f"under torchrun each rank uses {device}; leave device=auto (got device={cfg.device!r})")
     method = METHODS[cfg.method]
@@ -407,7 +409,8 @@ class _Saver:
             state["rng_ranks"] = [state["rng"]]
         if s.folder.active:
             state["seconds"] = self.elapsed_before + time.perf_counter() - self.start_time
-            ckpt.keep_previous(s.folder.checkpoint, self.last_step, s.cfg.checkpoint.keep)
+            if self.last_step != step:  # not again when the epoch's end is re-saved after its evaluation
+                ckpt.keep_previous(s.folder.checkpoint, self.last_step, s.cfg.checkpoint.keep)
             ckpt.save(state, s.folder.checkpoint)
         self.last_step, self.last_time = step, time.monotonic()
 
@@ -507,7 +510,8 @@ def run(cfg: RunConfig) -> dict:
                        "epoch_seconds": seconds, "images_per_s": count * s.feed.images_per_step
                        * dist.world_size() / max(seconds, 1e-9)}
                 if _eval_due(cfg, epoch):
-                    evals["last"] = s.monitor.evaluate(model.student, teacher)
+                    saver.save(step, epoch, {"evals": evals})  # the epoch's training is safe before evaluating
+                    evals["last"] = _evaluate(s, epoch)
                     evals["last_epoch"] = epoch
                     row.update(evals["last"])
                     progress.write(_summary(epoch, evals["last"]))
@@ -546,6 +550,26 @@ def run(cfg: RunConfig) -> dict:
         raise
     folder.close()  # after curves.png and results.json: the experiment logs keep them as files
     return results
+
+
+def _evaluate(s: Session, epoch: int) -> dict:
+    """The monitor's evaluation after ``epoch``; a failure never costs the training already checkpointed.
+
+    A failure before the last epoch is reported in one line and training goes on; at the
+    last epoch it stops the run with a line saying how to evaluate the checkpoint later.
+    """
+    try:
+        return s.monitor.evaluate(s.model.student, s.teacher)
+    except (KeyboardInterrupt, NonFiniteLossError):
+        raise
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        what = f"evaluation after epoch {epoch} failed ({type(err).__name__}: {first})"
+        if epoch < s.cfg.optim.epochs:
+            print(f"stsmooth: {what}; training goes on", file=sys.stderr)
+            return {}
+        raise StsmoothError(f"training finished and {s.folder.checkpoint} holds it, but the {what}; evaluate it "
+                            f"later with: stsmooth eval knn {s.folder.checkpoint}") from err
 
 
 def _stop(signal_name: str | None, folder: RunFolder, step: int, epoch: int, steps_per_epoch: int) -> None:
