@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stsmooth.core.distributed import broadcast_, is_distributed, is_sharded
+from stsmooth.core.distributed import average_, broadcast_, is_distributed, is_sharded
 from stsmooth.core.teacher import Teacher
 from stsmooth.methods.contract import MethodModel
 
@@ -67,6 +67,20 @@ def shard(model: MethodModel, teacher: Teacher) -> Teacher:
 def _broadcast_buffers(module: nn.Module, args) -> None:
     if module.training:
         broadcast_(list(module.buffers()))
+
+
+def average_norm_statistics(student: nn.Module) -> None:
+    """Averages the student's BatchNorm running statistics across ranks, in place (at each epoch's end).
+
+    Each rank's last forwards moved its own statistics; DDP re-broadcasts rank 0's only at
+    the next training forward. Averaged before the epoch's checkpoint, the student that is
+    evaluated (every rank its share), saved and exported is one network: the statistics of
+    all ranks' batches, as the teacher's (:meth:`~stsmooth.core.teacher.Teacher._reconciled`).
+    A no-op in one process.
+    """
+    if is_distributed():
+        average_([b for m in student.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+                  for b in (m.running_mean, m.running_var) if b is not None])
 
 
 def full_states(model: nn.Module, optimizer: torch.optim.Optimizer, teacher: Teacher) -> dict:

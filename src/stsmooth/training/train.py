@@ -504,6 +504,7 @@ def run(cfg: RunConfig) -> dict:
                     if stop_now:
                         _stop(stop.received, folder, step, epoch, s.steps_per_epoch)
                 _check_finite(bad_step, folder, epoch)
+                parallel.average_norm_statistics(model.student)  # one student to evaluate, save and export
                 epoch += 1
                 seconds = time.perf_counter() - t_epoch
                 row = {"epoch": epoch, "step": step, **_mean_logs(sums, count), "lr": lr, "m": m, "p": p,
