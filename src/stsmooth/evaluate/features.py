@@ -168,18 +168,30 @@ def labelled(data: ImageSet, name: str = "data") -> tuple[torch.Tensor, torch.Te
     return images, labels
 
 
-def labelled_features(model: nn.Module, data: ImageSet, batch_size: int = 256, device=None, transform=None):
-    """Features and labels of the labelled images (label >= 0) of an ImageSet.
+def labelled_features(model: nn.Module, data, batch_size: int = 256, device=None, transform=None):
+    """Features and labels of the labelled images (label >= 0) of a set.
 
     Args:
         model: the frozen backbone, see :func:`extract_features`.
-        data: an ImageSet (``.images`` uint8 (N, C, H, W), ``.labels`` (N,));
-            images labelled -1 are skipped before the forward pass.
+        data: an ImageSet (``.images`` uint8 (N, C, H, W), ``.labels`` (N,)), or a set on disk
+            (a :class:`~stsmooth.data.FolderSet`), which is streamed through its loader in
+            batches of ``batch_size`` instead of being decoded into memory; images labelled -1
+            are skipped.
         batch_size, device, transform: see :func:`extract_features`.
 
     Returns:
         ``(features (M, D) float, labels (M,) int64)`` on the compute device.
     """
+    if not isinstance(data, ImageSet) and hasattr(data, "labels") and hasattr(data, "samples"):
+        from stsmooth.data.registry import loader_for
+
+        here = model_device(model) if device is None else torch.device(device)
+        loader = loader_for(data, batch_size, shuffle=False, drop_last=False, device=here)
+        feats, labels = extract_features(model, loader, device=device, transform=transform, return_labels=True)
+        keep = labels >= 0
+        if not bool(keep.any()):
+            raise ValueError(f"data has no labelled image (all {len(labels)} labels are -1)")
+        return (feats, labels) if bool(keep.all()) else (feats[keep], labels[keep])
     images, labels = labelled(data)
     feats = extract_features(model, images, batch_size=batch_size, device=device, transform=transform)
     return feats, labels.to(feats.device)

@@ -3,7 +3,8 @@
 The model is rebuilt from the checkpoint's own config and ``meta``
 (:func:`restore`), and the teacher's (or the student's) backbone is evaluated
 by one protocol of :mod:`stsmooth.evaluate` on the run's labelled training
-images and its test split, read in memory (:func:`evaluate_checkpoint`), or
+images and its test split (image folders streamed from disk in batches; fine-tuning
+reads them into memory) (:func:`evaluate_checkpoint`), or
 under the 15 ImageNet-C corruptions (:func:`evaluate_corruption`, paper 000
 §4.4, :mod:`stsmooth.evaluate.corruption`).
 """
@@ -132,7 +133,9 @@ def evaluate_checkpoint(protocol: str, path: str | Path, arguments: list[str] | 
     if protocol == "finetune":  # a trainable copy: the teacher's weights are frozen
         net = copy.deepcopy(net).requires_grad_(True)
     sets = run_data.load(run.cfg)
-    bank, test = (s if isinstance(s, ImageSet) else s.to_imageset() for s in (sets.bank, sets.test))
+    bank, test = sets.bank, sets.test  # folders are streamed in batches by the feature protocols
+    if protocol == "finetune":  # trains on the images themselves: needs them in memory
+        bank, test = (s if isinstance(s, ImageSet) else s.to_imageset() for s in (bank, test))
     metrics = run_eval(protocol, Features(net), bank, test, device=run.device, transform=run.eval_transform,
                        **options)
     return which, {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
