@@ -50,7 +50,7 @@ def _torchrun(args, out):
 
 
 @pytest.mark.slow
-def test_fsdp_run_checkpoints_full_tensors_and_resumes_bit_for_bit(tmp_path):
+def test_fsdp_run_checkpoints_full_tensors_resumes_and_equals_ddp_bit_for_bit(tmp_path):
     _torchrun(["optim.epochs=2"], tmp_path / "whole")
     _torchrun(["optim.epochs=1"], tmp_path / "split")
     state = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)  # plain tensors, no DTensor
@@ -60,8 +60,13 @@ def test_fsdp_run_checkpoints_full_tensors_and_resumes_bit_for_bit(tmp_path):
     results = json.loads((tmp_path / "whole/results.json").read_text())
     assert results["distributed"] == {"world_size": 2, "teacher_max_abs_diff": 0.0}
     assert results["teacher"]["knn_top1"] > 50
+    # DDP on the same data: two-rank sums of gradients are exact, and both broadcast rank 0's buffers
+    _torchrun(["optim.epochs=2", "parallel=ddp"], tmp_path / "ddp")
+    assert 0 in torch.load(tmp_path / "ddp/checkpoints/last.pt", weights_only=True)["optimizer"]["state"]  # DDP's ids
     for name in ("teacher", "student"):
-        whole, split = load_file(tmp_path / f"whole/{name}.safetensors"), load_file(tmp_path / f"split/{name}.safetensors")
-        assert whole.keys() == split.keys()
-        for key, t in whole.items():
-            assert torch.equal(split[key], t), f"{name} {key}"
+        whole = load_file(tmp_path / f"whole/{name}.safetensors")
+        for other in ("split", "ddp"):
+            got = load_file(tmp_path / f"{other}/{name}.safetensors")
+            assert whole.keys() == got.keys()
+            for key, t in whole.items():
+                assert torch.equal(got[key], t), f"{other} {name} {key}"
