@@ -153,8 +153,9 @@ class FixMatch(MethodModel):
         loss_l = F.cross_entropy(logits_l, y_l)
         loss_u = unlabeled_loss(logits_strong, labels, mask)
         loss = loss_l + cfg.lambda_u * loss_u
-        return loss, {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
-                      "mask": mask.mean().item() * 100.0, "conf": conf.mean().item()}
+        # 0-dim tensors, not floats: .item() would wait for the GPU every step (issue 12)
+        return loss, {"loss": loss.detach(), "loss_l": loss_l.detach(), "loss_u": loss_u.detach(),
+                      "mask": mask.mean() * 100.0, "conf": conf.mean()}
 
 
 def augment_recipes(cfg: Config) -> dict[str, str]:

@@ -196,12 +196,13 @@ class MeanTeacher(MethodModel):
         loss_c = self._cost(cons_logits, target)
         w = consistency_weight(cfg, step)
         loss = loss_l + w * loss_c
-        logs = {"loss_l": loss_l.item(), "loss_c": loss_c.item(), "w": w}
+        # 0-dim tensors, not floats: .item() would wait for the GPU every step (issue 12)
+        logs = {"loss_l": loss_l.detach(), "loss_c": loss_c.detach(), "w": w}
         if cfg.two_heads:
             dist = logit_distance(class_logits, cons_logits)
             loss = loss + cfg.logit_distance * dist
-            logs["logit_dist"] = dist.item()
-        logs["loss"] = loss.item()
+            logs["logit_dist"] = dist.detach()
+        logs["loss"] = loss.detach()
         return loss, logs
 
 

@@ -99,10 +99,10 @@ class MoCo(MethodModel):
         keys = all_gather_concat(keys)
         size = self.queue.shape[1]
         keys = keys[-size:]
-        ptr = int(self.queue_ptr)
-        idx = (ptr + torch.arange(keys.shape[0], device=keys.device)) % size
+        # the pointer stays on the device: int(queue_ptr) would wait for the GPU every step
+        idx = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % size
         self.queue[:, idx] = keys.T.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + keys.shape[0]) % size
+        self.queue_ptr.add_(keys.shape[0]).remainder_(size)
 
     def loss(self, batch: dict, teacher, step: int) -> tuple[torch.Tensor, dict]:
         """One MoCo v2 loss on a batch; enqueues this batch's keys afterwards.

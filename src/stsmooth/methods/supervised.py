@@ -145,8 +145,9 @@ class Supervised(MethodModel):
         x = add_noise(self.augment["view"](batch["x_l"]), self.cfg.input_noise)
         logits = self.student(x)
         loss = F.cross_entropy(logits, batch["y_l"])
-        acc = (logits.argmax(1) == batch["y_l"]).float().mean().item() * 100.0
-        return loss, {"loss": loss.item(), "acc_l": acc}
+        # 0-dim tensors, not floats: .item() would wait for the GPU every step (issue 12)
+        acc = (logits.argmax(1) == batch["y_l"]).float().mean() * 100.0
+        return loss, {"loss": loss.detach(), "acc_l": acc}
 
 
 def build(cfg: Config, backbone: nn.Module, num_classes: int, augment: dict[str, nn.Module]) -> Supervised:
