@@ -3,9 +3,14 @@
 Compares the official codes' loops, a plain ``torch._foreach_lerp_`` EMA, and
 stsmooth's TMA and STS (p=0.7) at each granularity with ``norm="eman"``.
 Prints the median over ``--repeats`` updates (the rows take turns, so load from other
-processes hits them alike) and the ratios to the foreach EMA and to our TMA.
+processes hits them alike) and the ratios to the foreach EMA and to our TMA. On a shared,
+busy machine ``--clock process`` times CPU seconds of this process instead of wall seconds
+(threads waiting at a barrier for a descheduled peer then cost nothing), and ``--stat min``
+takes the fastest update. ``--kernel torch`` turns the fused Triton kernel off on CUDA.
+The neuron/channel draws are the counter draws of :mod:`stsmooth.core.draws` (0.2).
 
     python benchmarks/teacher_update.py [--repeats 15] [--device cpu|cuda] [--threads N]
+                                        [--clock wall|process] [--stat median|min] [--kernel auto|torch]
 """
 
 from __future__ import annotations
@@ -45,8 +50,8 @@ def foreach_ema(t_list, s_list, m=0.99):
     torch._foreach_lerp_(t_list, s_list, 1.0 - m)
 
 
-def timed(rows, repeats, device):
-    """Median ms of each row; the rows take turns so that load from other processes hits all alike."""
+def timed(rows, repeats, device, clock=time.perf_counter, stat=statistics.median):
+    """ms of each row (``stat`` over ``repeats``); the rows take turns so that load from other processes hits all alike."""
     for _, fn in rows:
         fn()
     times: dict[str, list[float]] = {name: [] for name, _ in rows}
@@ -54,12 +59,12 @@ def timed(rows, repeats, device):
         for name, fn in rows:
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - t0)
-    return [(name, statistics.median(ts) * 1e3) for name, ts in times.items()]
+            times[name].append(clock() - t0)
+    return [(name, stat(ts) * 1e3) for name, ts in times.items()]
 
 
 def main() -> None:
@@ -67,6 +72,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--clock", choices=("wall", "process"), default="wall")
+    ap.add_argument("--stat", choices=("median", "min"), default="median")
+    ap.add_argument("--kernel", choices=("auto", "torch"), default="auto")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,14 +98,16 @@ def main() -> None:
     ours = {}
     for label, p, gran in [("TMA", 0.0, "layer")] + [(f"STS {g}", 0.7, g) for g in ("tensor", "layer", "channel", "neuron")]:
         for check in ("raise", "ignore"):
-            t = Teacher(student, momentum=0.99, preserve_prob=p, granularity=gran, norm="eman", seed=0, nonfinite=check)
+            t = Teacher(student, momentum=0.99, preserve_prob=p, granularity=gran, norm="eman", seed=0, nonfinite=check,
+                        kernel=args.kernel)
             name = f"ours {label}" + (" (no finite check)" if check == "ignore" else "")
             ours[name] = t
             rows.append((name, lambda t=t: t.update(student)))
 
     print(f"ResNet-50: {n_params:,} parameters in {n_tensors} tensors; device {device}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    results = timed(rows, args.repeats, device)
+          f"{torch.get_num_threads()} threads, {args.stat} of {args.repeats}, {args.clock} clock, kernel {args.kernel}")
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    results = timed(rows, args.repeats, device, clock, statistics.median if args.stat == "median" else min)
     base = dict(results)["torch._foreach_lerp_ EMA"]
     tma = dict(results)["ours TMA"]
     print("| update | ms | × foreach EMA | × our TMA |\n|---|---:|---:|---:|")
