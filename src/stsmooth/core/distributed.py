@@ -304,3 +304,26 @@ def sharded_copy(student: torch.nn.Module) -> torch.nn.Module:
 def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """``module.state_dict()`` with every DTensor gathered into a full tensor (a collective)."""
     return {k: v.full_tensor() if is_dtensor(v) else v for k, v in module.state_dict().items()}
+
+
+def shard_like(reference: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each full tensor cut to this rank's shard where ``reference`` holds a DTensor.
+
+    Lets a full (gathered) state dict load into a sharded module: ``module.load_state_dict(
+    shard_like(module.state_dict(), full))``; DTensors and tensors already of the reference's
+    kind pass through.
+    """
+    from torch.distributed.tensor import DTensor
+
+    out = dict(state)
+    for key, ref in reference.items():
+        value = state.get(key)
+        if value is None or not is_dtensor(ref) or is_dtensor(value):
+            continue
+        if tuple(value.shape) != tuple(ref.shape):
+            raise ValueError(f"state tensor {key!r} has shape {tuple(value.shape)} but the module's is {tuple(ref.shape)}")
+        local, offset = local_shard(ref)
+        part = value[tuple(slice(o, o + n) for o, n in zip(offset, local.shape))]
+        out[key] = DTensor.from_local(part.to(local.device), ref.device_mesh, ref.placements,
+                                      shape=ref.shape, stride=ref.stride())
+    return out
