@@ -146,6 +146,44 @@ def scenario_mismatch(out):
             "reverse": _error(lambda: plain_teacher.update(sharded))}
 
 
+def scenario_collectives(out):
+    """Which collectives 5 sharded updates call: no gathers, only the BN statistics' all-reduce (the DDP rule)."""
+    plain, sharded = twins()
+    teacher = Teacher(sharded, momentum=0.9, preserve_prob=0.5, granularity="neuron", norm="eman", seed=3)
+    import torch.distributed._functional_collectives as funcol
+
+    calls = []
+    names = [(dist, n) for n in ("all_gather", "all_gather_into_tensor", "all_gather_single", "_all_gather_base",
+                                 "reduce_scatter_tensor", "all_reduce", "broadcast")]
+    names += [(funcol, "all_gather_tensor")]  # DTensor's full_tensor / redistribute
+    saved = {(m, n): getattr(m, n) for m, n in names}
+
+    def counting(key):
+        def call(*args, **kwargs):
+            calls.append(key[1])
+            return saved[key](*args, **kwargs)
+        return call
+
+    def counted(fn):
+        calls.clear()
+        for key in names:
+            setattr(*key, counting(key))
+        try:
+            fn()
+        finally:
+            for key in names:
+                setattr(*key, saved[key])
+        return list(calls)
+
+    updates = []
+    for step in range(5):
+        move_students(plain, sharded, step)
+        updates += counted(lambda: teacher.update(sharded))
+    # the control: a forward of the sharded teacher does gather its parameters
+    forward = counted(lambda: teacher(torch.randn(2, 3, 6, 6)))
+    return {"update_calls": updates, "forward_calls": forward}
+
+
 def scenario_fsdp1(out):
     from torch.distributed.fsdp import FullyShardedDataParallel
 
@@ -157,7 +195,7 @@ def scenario_fsdp1(out):
 
 
 SCENARIOS = {"parity": scenario_parity, "resume": scenario_resume, "mismatch": scenario_mismatch,
-             "fsdp1": scenario_fsdp1}
+             "collectives": scenario_collectives, "fsdp1": scenario_fsdp1}
 
 
 def main():

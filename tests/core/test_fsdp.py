@@ -86,3 +86,10 @@ def test_fsdp1_student_names_fsdp2(fsdp_runs):
         assert runs["error"] == ("student is wrapped with FSDP1 (torch.distributed.fsdp.FullyShardedDataParallel), "
                                  "which is not supported; the supported form is FSDP2: "
                                  "torch.distributed.fsdp.fully_shard(student)")
+
+
+def test_sharded_update_gathers_nothing(fsdp_runs):
+    for runs in fsdp_runs("collectives"):
+        # per update: the non-finite verdict and the BN statistics' average (DDP's rules), no all-gather
+        assert runs["update_calls"] == ["all_reduce", "all_reduce"] * 5
+        assert runs["forward_calls"] == ["all_gather_single", "all_gather_single"]  # the counter sees FSDP's gathers
