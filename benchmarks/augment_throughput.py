@@ -184,6 +184,9 @@ def main() -> None:
         "--recipes", action="store_true", help="time every recipe of ours instead"
     )
     parser.add_argument("--cpu-only", action="store_true")
+    parser.add_argument(
+        "--only", default="", help="time only the ops/views whose name contains this"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")]
@@ -209,8 +212,10 @@ def main() -> None:
             print(
                 f"{'op / view':<24} {'ours img/s':>12} {'kornia img/s':>12} {'ratio':>8}"
             )
-            compare(op_pairs(size), u8.float() / 255, args.repeats, device)
-            compare(view_pairs(size), u8, args.repeats, device)
+            ops = {k: v for k, v in op_pairs(size).items() if args.only in k}
+            views = {k: v for k, v in view_pairs(size).items() if args.only in k}
+            compare(ops, u8.float() / 255, args.repeats, device)
+            compare(views, u8, args.repeats, device)
 
 
 if __name__ == "__main__":

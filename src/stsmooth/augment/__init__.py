@@ -1,5 +1,50 @@
 """Batched, on-device augmentation recipes (``stsmooth.augment``).
 
+Why these ops are ours and not ``kornia.augmentation`` (issue 13, measured
+2026-11-27 on the shared 2-core CPU box, load average 10-15 throughout):
+``python benchmarks/augment_throughput.py --sizes 32 224 --batch 256 --repeats 7 --threads 2``
+(and ``--repeats 9 --threads 1``; the views at 224, 1 thread with
+``--sizes 224 --batch 64 --repeats 5 --threads 1 --only VIEW``). Ours and
+kornia's run interleaved on the same input, alternating which goes first; each figure is the median over the
+repeats. Ratio = our images/s / kornia's (> 1: ours is faster):
+
+======================== ========== ========== ========== ==========
+op / view                32, 2 thr* 32, 1 thr  224, 2 thr 224, 1 thr
+======================== ========== ========== ========== ==========
+resized crop (+ flip)    1.44       2.43       1.91       1.00
+horizontal flip alone    1.60       2.02       1.08       1.04
+colour jitter p=0.8      0.10       1.33       1.39       3.09
+grayscale p=0.2          1.43       3.12       1.47       1.15
+Gaussian blur p=1.0      3.94       1.06       1.07       0.96
+Gaussian blur p=0.5      0.96       1.72       2.48       2.57
+solarize p=0.2           1.17       2.80       1.65       1.58
+view byol1               0.87       1.61       1.82       1.46
+view byol2               1.03       1.65       1.71       1.63
+view moco                0.17       1.37       1.81       1.91
+======================== ========== ========== ========== ==========
+
+(*) 2 threads on 2 cores with ~12 other runnable processes: a second 2-thread
+run at 32x32 gave 0.47 for the jitter, 0.18 for blur p=1.0 and 0.68 for byol1,
+and both sides' absolute figures moved up to 6x between the two runs, so that
+column is noise; the other three are the stable ones.
+
+Decision: the whole views, which are what training runs, are 1.4-1.9x
+faster ours, above 1.5x in 7 of the 9 stable cells. Per op, the only one
+within 1.5x in every stable cell is the blur at p=1.0 (byol1); at p=0.5
+(moco) kornia's RandomGaussianBlur is 1.7-2.6x slower, so the one blur
+wrapper stays for all three views. Crop, flip, jitter, grayscale and
+solarize are each over 1.5x in at least one stable cell, so nothing was
+swapped. Besides speed: ``ColorJiggle`` refuses 1-channel input (our views
+run the digits sets, brightness/contrast only) and draws one order
+of the four adjustments per batch where torchvision and ours draw one per
+image; the flip is folded into the crop's affine map here, free. kornia itself
+would be reproducible under our seeding (it draws from torch's global CPU
+generator, which ``torch.manual_seed`` sets and checkpoints save);
+``tests/augment/test_kornia_choice.py`` checks these three facts. The blur
+kernel is kornia's (``kornia.filters.gaussian_blur2d``). FixMatch's
+RandAugment keeps per-image random magnitudes; kornia's RandAugment sets one fixed
+magnitude ``m`` for every selected op.
+
 A recipe is an ``nn.Module`` mapping a batch ``(B, C, H, W)`` of uint8 or
 float-in-[0, 1] images (C = 1 or 3) on any device to float32 in [0, 1] of
 shape ``(B, C, size, size)``. Every image gets its own random parameters, all
