@@ -202,6 +202,42 @@ def test_kill_before_results_json_finishes_with_the_runs_own_smoothness(tmp_path
     assert _metric_rows(tmp_path / "run") == _metric_rows(tmp_path / "straight")
 
 
+@pytest.mark.parametrize("where", ["evaluation", "log"])
+def test_kill_in_the_last_epochs_evaluation_or_log_is_evaluated_and_logged_once_on_resume(tmp_path, monkeypatch,
+                                                                                          where):
+    from stsmooth.training.monitor import Monitor
+
+    args = ("optim.steps_per_epoch=3", "optim.epochs=2", "eval.every_epochs=1")
+    reference = train.run(tiny(tmp_path / "straight", *args))
+    real_evaluate, real_log = Monitor.evaluate, RunFolder.log
+
+    calls = []
+
+    def evaluate(self, student, teacher):  # the kill comes while epoch 2 is evaluated (the second call)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed in the evaluation")
+        return real_evaluate(self, student, teacher)
+
+    def log(self, row):  # the kill comes after epoch 2's row is appended, before its checkpoint
+        real_log(self, row)
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt("killed after the log")
+
+    if where == "evaluation":
+        monkeypatch.setattr(Monitor, "evaluate", evaluate)
+    else:
+        monkeypatch.setattr(RunFolder, "log", log)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(tiny(tmp_path / "run", *args))
+    monkeypatch.setattr(Monitor, "evaluate", real_evaluate)
+    monkeypatch.setattr(RunFolder, "log", real_log)
+    res = train.run(tiny(tmp_path / "run", *args, "resume=true"))
+    reference.pop("seconds"), res.pop("seconds")
+    assert res == reference
+    assert _metric_rows(tmp_path / "run") == _metric_rows(tmp_path / "straight")  # epoch 2's row, once
+
+
 def _lock(out, pid, host=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / ".lock").write_text(json.dumps({"host": host or socket.gethostname(), "pid": pid, "job": None}))

@@ -457,7 +457,9 @@ def run(cfg: RunConfig) -> dict:
             if folder.active and folder.checkpoint.is_file():
                 print(f"stsmooth: {folder.checkpoint} exists; starting afresh over it (resume=true continues it)",
                       file=sys.stderr)
-        folder.start(resumed)
+        pending = state.get("pending_row") if state is not None else None
+        # a pending epoch's row may be in metrics.csv already (a kill after the log): it is logged again
+        folder.start(resumed - 1 if pending else resumed)
     except BaseException:
         folder.release()
         raise
@@ -470,6 +472,8 @@ def run(cfg: RunConfig) -> dict:
         folder.log({"epoch": 0, "step": 0, **evals["init"]})
     saver = _Saver(s, start_time, elapsed_before, step)
     try:
+        if pending:  # killed while the epoch was evaluated or logged
+            _end_epoch(s, saver, progress, evals, dict(pending), step, epoch)
         with _StopSignals() as stop:
             while epoch < cfg.optim.epochs:
                 start = step - epoch * s.steps_per_epoch  # > 0: resumed inside this epoch, random state restored
@@ -511,14 +515,10 @@ def run(cfg: RunConfig) -> dict:
                        "epoch_seconds": seconds, "images_per_s": count * s.feed.images_per_step
                        * dist.world_size() / max(seconds, 1e-9)}
                 if _eval_due(cfg, epoch):
-                    saver.save(step, epoch, {"evals": evals})  # the epoch's training is safe before evaluating
-                    evals["last"] = _evaluate(s, epoch)
-                    evals["last_epoch"] = epoch
-                    row.update(evals["last"])
-                    progress.write(_summary(epoch, evals["last"]))
-                folder.log(row)
-                saver.save(step, epoch, {"evals": evals})
-                dist.barrier()
+                    # the epoch's training is safe before evaluating; a resume from this checkpoint
+                    # evaluates and logs the epoch (its "pending_row") before going on
+                    saver.save(step, epoch, {"evals": evals, "pending_row": row})
+                _end_epoch(s, saver, progress, evals, row, step, epoch)
                 if saver.due(step, stop.received is not None)[1] and epoch < cfg.optim.epochs:
                     _stop(stop.received, folder, step, epoch, s.steps_per_epoch)
     except Preempted:
@@ -551,6 +551,18 @@ def run(cfg: RunConfig) -> dict:
         raise
     folder.close()  # after curves.png and results.json: the experiment logs keep them as files
     return results
+
+
+def _end_epoch(s: Session, saver: _Saver, progress: Progress, evals: dict, row: dict, step: int, epoch: int) -> None:
+    """After ``epoch`` epochs: its evaluation when due, its ``metrics.csv`` row and its checkpoint."""
+    if _eval_due(s.cfg, epoch):
+        evals["last"] = _evaluate(s, epoch)
+        evals["last_epoch"] = epoch
+        row.update(evals["last"])
+        progress.write(_summary(epoch, evals["last"]))
+    s.folder.log(row)
+    saver.save(step, epoch, {"evals": evals})
+    dist.barrier()
 
 
 def _evaluate(s: Session, epoch: int) -> dict:
