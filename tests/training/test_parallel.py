@@ -16,7 +16,7 @@ from stsmooth.training import config, parallel
 TINY = ["progress=false", "model.options.width=8", "byol.projector_hidden=32", "byol.projector_out=16",
         "byol.predictor_hidden=32", "optim.batch_size=32", "optim.steps_per_epoch=3", "optim.warmup_epochs=0",
         "optim.schedule=constant", "teacher.momentum_schedule=constant", "eval.every_epochs=1",
-        "eval.probe_size=32", "teacher.granularity=neuron", "parallel=fsdp"]
+        "eval.probe_size=32", "eval.at_start=true", "teacher.granularity=neuron", "parallel=fsdp"]
 
 
 def test_fsdp_with_shufflebn_is_one_line_error():

@@ -298,7 +298,20 @@ def sharded_copy(student: torch.nn.Module) -> torch.nn.Module:
     t_buffers = dict(copy_.named_buffers())
     for name, b in student.named_buffers():
         t_buffers[name].copy_(b)
+    init_root(copy_)
     return copy_
+
+
+def init_root(module: torch.nn.Module) -> None:
+    """Make ``module`` the FSDP2 root now, so that its sharded children may also be called alone.
+
+    FSDP2 decides the root at the first forward; a child called first (an evaluation of
+    ``teacher.module.backbone``) would become a root itself and the whole module's later
+    forward would fail ("already been lazily initialized").
+    """
+    state = module._get_fsdp_state() if hasattr(module, "_get_fsdp_state") else None
+    if state is not None:
+        state._lazy_init()
 
 
 def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stsmooth.core.distributed import average_, broadcast_, is_distributed, is_sharded
+from stsmooth.core.distributed import average_, broadcast_, init_root, is_distributed, is_sharded
 from stsmooth.core.teacher import Teacher
 from stsmooth.methods.contract import MethodModel
 
@@ -55,6 +55,7 @@ def shard(model: MethodModel, teacher: Teacher) -> Teacher:
             fully_shard(child)
     fully_shard(model.student)
     fully_shard(model)
+    init_root(model)  # evaluations call the student and its backbone alone, maybe before any step
     # FSDP2 leaves buffers rank-local; rank 0's at every training forward, as DDP's
     # broadcast_buffers, keeps the students' BN statistics (and a checkpoint's, which holds
     # rank 0's) the same on every rank, so a resumed run continues the uninterrupted one
