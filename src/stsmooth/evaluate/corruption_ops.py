@@ -178,14 +178,11 @@ def _filter_matrix(n: int, kernel: torch.Tensor, mode: str, device) -> torch.Ten
 
 
 def _sep(x: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
-    """``rows @ x @ cols.T`` for every plane of (..., H, W), with (h', H) and (w', W) matrices (None:
-    identity), as large matrix products: a broadcast ``@`` would run one tiny product per plane."""
+    """``rows @ x @ cols.T`` for every plane of (..., H, W), with (h', H) and (w', W) matrices (None: identity)."""
     if cols is not None:
-        x = (x.reshape(-1, x.shape[-1]) @ cols.T.to(x.dtype)).view(*x.shape[:-1], cols.shape[0])
+        x = x @ cols.T.to(x.dtype)  # PyTorch folds this into one (N H, W) x (W, w') product
     if rows is not None:
-        lead, (h, w) = x.shape[:-2], x.shape[-2:]
-        y = x.reshape(-1, h, w).transpose(1, 2).reshape(-1, h) @ rows.T.to(x.dtype)
-        x = y.view(-1, w, rows.shape[0]).transpose(1, 2).reshape(*lead, rows.shape[0], w)
+        x = rows.to(x.dtype) @ x
     return x
 
 
