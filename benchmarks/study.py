@@ -1,0 +1,293 @@
+"""The study of issue 10: the papers' tables at small scale on Fashion-MNIST, resumable.
+
+    python benchmarks/study.py list                 # the tables, their commands and how far they are
+    nice -n 10 python benchmarks/study.py run       # every table, in priority order (continues where it stopped)
+    python benchmarks/study.py run t1_byol fig4_se  # some tables
+    python benchmarks/study.py report               # docs/results.md from runs/study/*
+
+Each table is one ``stsmooth sweep`` command with its own folder ``runs/study/<id>``
+(src/stsmooth/training/sweep.py): a finished run is skipped and an interrupted one
+resumed, so running this script again continues the study. ``report`` reads the
+run folders only (results.json, metrics.csv), so it also works on a half-finished
+study; a table without finished runs says "not yet run in this session", never a number.
+
+Every wall time ``report`` prints is the sum of the runs' own ``seconds``; the
+driver also records the 1-minute load average before and after each sweep
+(``runs/study/<id>/study_log.jsonl``), because on a shared 2-core machine the
+same run can take 50 times longer under load.
+
+Paper references: 000 = Spatial Ensemble / STS (Tables 1, 2, 4, 6, Figs. 3, 4),
+003 = EMAN (Tables 1, 8), 004 = Mean Teacher (Tables 1-2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = Path("runs/study")
+RESULTS = Path("docs/results.md")
+NOT_RUN = "not yet run in this session"
+
+#: BYOL / MoCo on Fashion-MNIST: the digits recipes with a 28x28 CNN and a short budget (tuned, not paper):
+#: 150 steps x 128 images (19,200 images, two views each), kNN (k=20) of the teacher on the 10,000 test
+#: images against a bank of 5,000 training images, and the random network's kNN as reference (init).
+SSL_FASHION = ["data.name=fashion_mnist", "model.name=fmnist_cnn", "augment.flip=true",
+               "augment.crop_scale=[0.5,1.0]", "optim.batch_size=128", "optim.steps_per_epoch=30",
+               "optim.epochs=5", "optim.warmup_epochs=0", "eval.every_epochs=5", "eval.bank_size=5000",
+               "eval.at_start=true", "progress=false", "export=false"]
+SSL_BUDGET = "150 steps x 128 images (19,200 images, 2 views), fmnist_cnn width 16; kNN bank 5,000, test 10,000"
+
+
+def _rules(m: float, p: float, schedule: str) -> list[list[str]]:
+    """none / SE / TMA / STS of 000 Table 1-2, and TMA at STS's expected horizon m' = 1 - (1-p)(1-m) (issue 10
+    item 8): under STS a unit moves with weight (1-p)(1-m) per step on average."""
+    matched = round(1 - (1 - p) * (1 - m), 6)
+    return [["none", "teacher.momentum=0", "teacher.preserve_prob=0", "teacher.momentum_schedule=constant"],
+            ["SE", "teacher.momentum=0", f"teacher.preserve_prob={p}", "teacher.momentum_schedule=constant"],
+            ["TMA", f"teacher.momentum={m}", "teacher.preserve_prob=0", f"teacher.momentum_schedule={schedule}"],
+            ["STS", f"teacher.momentum={m}", f"teacher.preserve_prob={p}", f"teacher.momentum_schedule={schedule}"],
+            ["TMA_matched", f"teacher.momentum={matched}", "teacher.preserve_prob=0",
+             f"teacher.momentum_schedule={schedule}"]]
+
+
+@dataclasses.dataclass
+class Table:
+    """One study item: one ``stsmooth sweep`` command and how to show its results."""
+
+    id: str
+    title: str
+    claim: str
+    recipe: str
+    overrides: list[str]
+    seeds: list[int]
+    budget: str
+    variants: list[list[str]] = dataclasses.field(default_factory=list)
+    grid: list[str] = dataclasses.field(default_factory=list)
+    seed_keys: list[str] = dataclasses.field(default_factory=list)
+    metrics: tuple[str, ...] = ("init.knn_top1", "teacher.knn_top1", "student.knn_top1")
+    curves: bool = False  # also show param/output change per evaluation (000 Fig. 3) from metrics.csv
+    extra: list[str] | None = None  # a second command whose output is kept next to the sweep
+    reading: str = ""
+
+    @property
+    def out(self) -> Path:
+        return STUDY / self.id
+
+    def argv(self) -> list[str]:
+        argv = ["stsmooth", "sweep", self.recipe, *self.overrides]
+        for v in self.variants:
+            argv += ["--variant", *v]
+        for g in self.grid:
+            argv += ["--grid", g]
+        argv += ["--seeds", *map(str, self.seeds)]
+        if self.seed_keys:
+            argv += ["--seed-keys", *self.seed_keys]
+        return argv + ["--out", str(self.out)]
+
+
+SEMI_METRICS = ("teacher.top1", "student.top1")
+
+TABLES = [
+    Table("t1_byol", "000 Tables 1-2 (BYOL): none / SE / TMA / STS, and TMA at STS's horizon",
+          "SE alone avoids the collapse of no smoothing; STS beats TMA (000 Table 1: BYOL 63.2 -> SE 72.3 vs "
+          "TMA 72.2; Table 2: STS +0.4 to +1.0 over TMA)",
+          "byol_digits", SSL_FASHION, [0, 1, 2], SSL_BUDGET, variants=_rules(0.9, 0.7, "cosine")),
+    Table("t1_moco", "000 Tables 1-2 (MoCo v2): none / SE / TMA / STS, and TMA at STS's horizon",
+          "as for BYOL; MoCo without a momentum encoder degrades (000 Table 1)",
+          "moco_digits", SSL_FASHION, [0, 1, 2], SSL_BUDGET, variants=_rules(0.95, 0.5, "constant")),
+    Table("fig4_heatmap", "000 Fig. 4: BYOL teacher kNN over p x m (constant m)",
+          "accuracy rises with p at m=0 and STS (p>0, m>0) is best near p=0.7, m=0.99 (000 Fig. 4)",
+          "byol_digits", [*SSL_FASHION, "teacher.momentum_schedule=constant"], [0], SSL_BUDGET,
+          grid=["teacher.preserve_prob=0,0.1,0.3,0.5,0.7,0.9", "teacher.momentum=0,0.9,0.99"]),
+    Table("fig4_se", "000 Fig. 4: SE alone (m=0) over p, p=0.99 included",
+          "SE improves with p up to ~0.9 and fails when the teacher barely moves (p=0.99)",
+          "byol_digits", [*SSL_FASHION, "teacher.momentum=0", "teacher.momentum_schedule=constant"], [0, 1, 2],
+          SSL_BUDGET, grid=["teacher.preserve_prob=0,0.1,0.3,0.5,0.7,0.9,0.99"]),
+    Table("t4_granularity", "000 Table 4: SE and STS at tensor / layer / channel / neuron granularity",
+          "granularity matters little for accuracy; finer units cost more time per update (000 Table 4)",
+          "byol_digits", SSL_FASHION, [0], SSL_BUDGET,
+          variants=[["SE", "teacher.momentum=0", "teacher.preserve_prob=0.7", "teacher.momentum_schedule=constant"],
+                    ["STS", "teacher.momentum=0.9", "teacher.preserve_prob=0.7",
+                     "teacher.momentum_schedule=cosine"]],
+          grid=["teacher.granularity=tensor,layer,channel,neuron"],
+          extra=[sys.executable, "benchmarks/teacher_update.py", "--clock", "process", "--stat", "min",
+                 "--repeats", "5"]),
+    Table("fig3_smoothness", "000 Fig. 3: teacher parameter and output change between epochs",
+          "SE and STS teachers change less between epochs than the student-copy (none), like TMA (000 Fig. 3)",
+          "byol_digits", [*SSL_FASHION, "eval.every_epochs=1"], [0], SSL_BUDGET + "; evaluated every epoch",
+          variants=_rules(0.9, 0.7, "cosine")[:4], curves=True),
+    Table("eman_byol", "003 Tables 1 / 8 (BYOL): teacher BN batch / eman / copy / own, TMA teacher",
+          "EMAN (teacher BN statistics by EMA) >= batch statistics; copy/own between (003 Tables 1, 8)",
+          "byol_digits", [*SSL_FASHION, "teacher.preserve_prob=0"], [0, 1, 2], SSL_BUDGET,
+          grid=["teacher.norm=batch,eman,copy,own"]),
+    Table("t6_fixmatch", "000 Table 6: FixMatch with 40 and 250 labels, TMA vs STS (vs TMA at STS's horizon)",
+          "STS teacher beats the TMA teacher, most at 40 labels (000 Table 6)",
+          "fixmatch_fashion", [], [0, 1, 2],
+          "fixmatch_fashion recipe: 600 steps x (16 labeled + 112 unlabeled x 2 views)",
+          variants=_rules(0.99, 0.5, "constant")[2:], grid=["data.labels_per_class=4,25"],
+          seed_keys=["seed", "data.split_seed"], metrics=SEMI_METRICS),
+    Table("eman_fixmatch", "003 Tables 1 / 8 (FixMatch, pseudo-labels from the teacher): BN modes",
+          "FixMatch-EMAN: teacher BN by EMA >= batch statistics (003 Table 8)",
+          "fixmatch_fashion", ["fixmatch.pseudo_labels_from=teacher"], [0],
+          "fixmatch_fashion recipe (40 labels): 600 steps x (16 + 112 x 2) images",
+          grid=["teacher.norm=batch,eman,copy,own"], seed_keys=["seed", "data.split_seed"], metrics=SEMI_METRICS),
+    Table("t004_semi", "004 Tables 1-2: supervised / Pi-model / Temporal Ensembling / Mean Teacher, 100 and "
+          "1000 labels",
+          "MT > TE > Pi > supervised, the gap largest with fewest labels (004 Tables 1-2)",
+          "mean_teacher_fashion", [], [0, 1, 2],
+          "the *_fashion recipes: 1000 steps x (32 labeled + 128 unlabeled) images",
+          variants=[["supervised", "recipe=supervised_fashion"], ["Pi", "recipe=pi_model_fashion"],
+                    ["TE", "recipe=temporal_ensembling_fashion"], ["MT", "recipe=mean_teacher_fashion"]],
+          grid=["data.labels_per_class=10,100"], seed_keys=["seed", "data.split_seed"], metrics=SEMI_METRICS),
+]
+BY_ID = {t.id: t for t in TABLES}
+
+# Plain readings of what was measured, written by hand after looking at the numbers (never generated).
+READINGS: dict[str, str] = {}
+
+
+# ---------------------------------------------------------------- running
+
+
+def _log(table: Table, record: dict) -> None:
+    table.out.mkdir(parents=True, exist_ok=True)
+    with open(table.out / "study_log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def run(ids: list[str]) -> int:
+    """Runs the tables' sweeps one after another; a failed table does not stop the others."""
+    status = 0
+    for table in [BY_ID[i] for i in ids]:
+        argv = table.argv()
+        print(f"study: {table.id}: {shlex.join(argv)}", flush=True)
+        start, load0 = time.time(), os.getloadavg()[0]
+        code = subprocess.call(argv, cwd=ROOT)
+        _log(table, {"command": shlex.join(argv), "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+                     "seconds": round(time.time() - start, 1), "load_start": load0, "load_end": os.getloadavg()[0],
+                     "exit": code})
+        status |= code != 0
+        extra = table.out / "update_time.txt"
+        if table.extra and code == 0 and not extra.is_file():
+            done = subprocess.run(table.extra, cwd=ROOT, capture_output=True, text=True)
+            if done.returncode == 0:
+                extra.write_text(f"$ {shlex.join(table.extra)}\n(load average {os.getloadavg()[0]:.1f})\n"
+                                 + done.stdout)
+            status |= done.returncode != 0
+    return status
+
+
+# ---------------------------------------------------------------- report
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "—"
+    mean = statistics.fmean(values)
+    text = f"{mean:.3g}" if 0 < abs(mean) < 0.01 else f"{mean:.2f}"
+    if len(values) > 1:
+        std = statistics.stdev(values)
+        text += f" ± {std:.2g}" if 0 < abs(mean) < 0.01 else f" ± {std:.2f}"
+    return text
+
+
+def _curves(folder: Path) -> list[tuple[str, str, str]]:
+    rows = list(csv.DictReader(open(folder / "metrics.csv", newline=""))) if (folder / "metrics.csv").is_file() else []
+    return [(r["epoch"], r["param_msd"], r["output_msd"]) for r in rows if r.get("param_msd")]
+
+
+def section(table: Table) -> str:
+    from stsmooth.training import sweep
+
+    lines = [f"## {table.id}: {table.title}", "", f"Paper's claim: {table.claim}.", "",
+             f"Budget: {table.budget}; seeds {', '.join(map(str, table.seeds))}.", "", "```",
+             shlex.join(table.argv()), "```", ""]
+    spec = sweep.load_spec(table.out)
+    rows = sweep.collect(spec, table.out) if spec else []
+    if not rows:
+        return "\n".join(lines + [f"*{NOT_RUN}.*", ""])
+    runs = sweep.plan(spec, table.out, table.seeds)
+    done = [r for r in runs if r.status() == "done"]
+    seconds = [float(r["seconds"]) for r in rows if r.get("seconds") is not None]
+    lines.append(f"Finished {len(done)} of {len(runs)} runs; wall time {sum(seconds):.0f} s in all "
+                 f"({statistics.fmean(seconds):.0f} s per run) on 2 shared CPU cores.")
+    log = table.out / "study_log.jsonl"
+    loads = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    if loads:
+        lines.append("Load average (1 min) during the driver's sweeps: "
+                     + ", ".join(f"{x['start']} {x['load_start']:.1f} -> {x['load_end']:.1f}" for x in loads)
+                     + " (2 cores: above 2 means the run shared them).")
+    else:
+        lines.append("Load not recorded (sweep started outside the driver); see the reading.")
+    axes = [a for a, _ in spec.axes()]
+    metrics = [m for m in table.metrics if any(m in r for r in rows)]
+    lines += ["", "| " + " | ".join([*axes, "n", *metrics]) + " |", "|" + "---|" * (len(axes) + 1 + len(metrics))]
+    by_point = sweep.groups(rows, axes)
+    for point in spec.points():
+        key = tuple(point[a] for a in axes)
+        members = by_point.get(key, [])
+        cells = [_fmt([float(r[m]) for r in members if r.get(m) is not None]) for m in metrics]
+        lines.append("| " + " | ".join([*key, str(len(members)), *cells]) + " |")
+    if table.curves:
+        lines += ["", "Teacher change between evaluations (param MSD / output MSD on a fixed probe batch), seed 0:",
+                  "", "| run | epoch: param MSD / output MSD |", "|---|---|"]
+        for r in done:
+            curve = _curves(r.folder)
+            lines.append(f"| {r.name} | " + "; ".join(f"{e}: {float(p):.3g} / {float(o):.3g}" for e, p, o in curve)
+                         + " |")
+    extra = table.out / "update_time.txt"
+    if table.extra:
+        lines += ["", "Time per teacher update:", "", "```", extra.read_text().strip(), "```"] if extra.is_file() \
+            else ["", f"Time per teacher update (`{shlex.join(table.extra[1:])}`): *{NOT_RUN}.*"]
+    lines += ["", f"Reading: {READINGS.get(table.id, 'not written yet.')}", ""]
+    return "\n".join(lines)
+
+
+def report(path: Path = RESULTS) -> None:
+    head = ["# Results: the papers' tables at small scale on Fashion-MNIST", "",
+            "Generated by `python benchmarks/study.py report` from the run folders under `runs/study/` "
+            "(made by `python benchmarks/study.py run`, which continues an unfinished study). Numbers are kNN "
+            "(k=20) top-1 % on the 10,000 Fashion-MNIST test images (self-supervised tables) or test top-1 % "
+            "(semi-supervised), mean ± sample std over the seeds that finished (n). `init` is the randomly "
+            "initialised network. Wall times are on 2 CPU cores shared with other work unless the load says "
+            "otherwise. A table with no finished run says so; nothing here is estimated.", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(head + [section(t) for t in TABLES]))
+    print(f"study: wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("run", "report", "list"))
+    parser.add_argument("tables", nargs="*", help=f"table ids (default: all, in this order): {', '.join(BY_ID)}")
+    args = parser.parse_args(argv)
+    unknown = [t for t in args.tables if t not in BY_ID]
+    if unknown:
+        parser.error(f"unknown table {unknown[0]!r}; have: {', '.join(BY_ID)}")
+    ids = args.tables or list(BY_ID)
+    os.chdir(ROOT)
+    if args.action == "list":
+        for i in ids:
+            print(f"{i}: {shlex.join(BY_ID[i].argv())}")
+        return 0
+    if args.action == "run":
+        status = run(ids)
+        report()
+        return status
+    report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
