@@ -90,3 +90,12 @@ def test_recipes_lists_one_line_per_recipe_and_the_documented_variants(capsys):
     assert " ".join(rows["byol_sts_cifar10"]).endswith("000 §4.1, Tables 2-3 (STS), CIFAR-10 adaptation")
     under = lines[[i for i, line in enumerate(lines) if line.startswith("byol_sts_cifar10 ")][0] + 1]
     assert under.startswith("    + teacher.preserve_prob=0 out=runs/byol_tma_cifar10: BYOL + TMA")
+
+
+def test_eval_out_under_a_file_is_one_line_with_status_2(run_dir, tmp_path, capsys):
+    # issue 14 item 6: today write_text raised a NotADirectoryError traceback after the evaluation ran
+    (tmp_path / "afile").write_text("x")
+    assert main(["eval", "knn", str(run_dir / "checkpoints/last.pt"), "k=10",
+                 "--out", str(tmp_path / "afile" / "knn.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot write" in err and "afile" in err and "\n" not in err

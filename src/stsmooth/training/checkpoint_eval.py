@@ -37,6 +37,7 @@ from stsmooth.evaluate.features import eval_mode, labelled_features
 from stsmooth.evaluate.knn import knn_scores
 from stsmooth.evaluate.linear import train_linear
 from stsmooth.evaluate.runner import KINDS, run_eval
+from stsmooth.files import atomic_write
 from stsmooth.methods import METHODS
 from stsmooth.methods.contract import Kind, MethodModel
 from stsmooth.training import checkpoint, config, run_data
@@ -142,10 +143,9 @@ def evaluate_checkpoint(protocol: str, path: str | Path, arguments: list[str] | 
 
 
 def write_metrics(metrics: dict, out: str | Path) -> Path:
-    """``metrics`` as JSON at ``out``."""
-    out = Path(out)
-    out.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    return out
+    """``metrics`` as JSON at ``out``, written atomically (:func:`stsmooth.files.atomic_write`)."""
+    text = json.dumps(metrics, indent=2, default=float) + "\n"
+    return atomic_write(out, lambda tmp: Path(tmp).write_text(text))
 
 
 def _as_list(value, name: str) -> list:
