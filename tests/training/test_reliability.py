@@ -166,6 +166,36 @@ def test_checkpoint_due_every_steps_every_minutes_and_on_a_signal():
         config.load(overrides=["checkpoint.keep=0"])
 
 
+@pytest.mark.slow
+def test_sigterm_under_torchrun_two_ranks_resume_mid_epoch_bit_identical(tmp_path):
+    """Both ranks stop at the same step, the checkpoint holds both ranks' random states."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [str(Path(train.__file__).resolve().parents[2])] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    args = [*TINY, "optim.steps_per_epoch=12", "optim.epochs=1", "eval.every_epochs=1"]
+
+    def launch(out, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(CHILD),
+               str(tmp_path / f"{out}.steps"), *args, f"out={tmp_path / out}", *extra]
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    straight = launch("straight")
+    assert straight.wait(timeout=300) == 0, straight.communicate()[1][-3000:]
+    proc = launch("run")
+    _wait_for_step(proc, tmp_path / "run.steps", 4)
+    proc.send_signal(signal.SIGTERM)  # torchrun forwards it to both ranks
+    _, err = proc.communicate(timeout=120)
+    state = checkpoint.load(tmp_path / "run/checkpoints/last.pt")
+    assert 4 <= state["step"] < 12 and state["epoch"] == 0, err[-3000:]
+    assert state["step"] >= _steps_done(tmp_path / "run.steps") and len(state["rng_ranks"]) == 2
+    assert "SIGTERM on a rank: checkpoint written at step" in err
+    resumed = launch("run", "resume=true")
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()[1][-3000:]
+    _same_state(tmp_path / "straight", tmp_path / "run")
+    assert _results(tmp_path / "run") == _results(tmp_path / "straight")
+
+
 # ---- item 2: requeue-safe --------------------------------------------------------------------------------
 
 
