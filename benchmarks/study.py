@@ -156,7 +156,7 @@ BY_ID = {t.id: t for t in TABLES}
 # Plain readings of what was measured, written by hand after looking at the numbers (never generated).
 READINGS: dict[str, str] = {
     "t1_byol": (
-        "seed 0 only so far (2026-11-27, 1-minute load average 7-12 on the 2 cores: the wall times are under "
+        "seed 0, and seed 1 of 'none', so far (2026-11-27, 1-minute load average 7-12 on the 2 cores: the wall times are under "
         "load, unloaded ones were not measured). Nothing reproduces, because at this budget BYOL learns nothing "
         "that the kNN probe sees: the random network scores 63.7 %, and every rule ends at or below it (none 62.4, "
         "TMA 61.3, TMA at STS's horizon 60.7, STS 59.9, SE 59.3). With one seed and gaps of 1-3 points no "
@@ -164,7 +164,7 @@ READINGS: dict[str, str] = {
         "000 Fig. 3's smoothness: the teacher's output change between the first and last evaluation is 1.45 "
         "(none), 1.07 (TMA 0.9), 0.66 (SE), 0.041 (STS) and 0.055 (TMA with m' = 0.97), i.e. TMA at STS's "
         "expected horizon is as smooth as STS: STS's smoothness here is explained by its slower horizon, not by "
-        "the spatial draw. Seed 1 of 'none' gives 62.2 %, the same picture. Next: seeds 1 and 2, then a budget at "
+        "the spatial draw. Seed 1 of 'none': 62.2 % against its own random network's 65.7 %. Next: seeds 1 and 2, then a budget at "
         "which BYOL beats the random network."),
     "t1_moco": (
         "partial, seed 0 only (same load as t1_byol; wall times under load). Unlike BYOL, MoCo v2 does learn at "
