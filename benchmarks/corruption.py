@@ -77,10 +77,10 @@ def generation(images: torch.Tensor, batch: int, label: str) -> float:
     return total
 
 
-def evaluation(n: int, n_train: int, device) -> None:
+def evaluation(n: int, n_train: int, device, which=("teacher", "student")) -> None:
     torch.manual_seed(0)
     test = ImageSet(scenes(n, 28, 1, seed=1), torch.randint(0, 10, (n,)), [str(k) for k in range(10)])
-    nets = {name: build("fmnist_cnn", num_classes=0, in_channels=1).to(device) for name in ("teacher", "student")}
+    nets = {name: build("fmnist_cnn", num_classes=0, in_channels=1).to(device) for name in which}
     train = scenes(n_train, 28, 1, seed=2)
     train_labels = torch.randint(0, 10, (n_train,))
     heads = {}
@@ -91,14 +91,14 @@ def evaluation(n: int, n_train: int, device) -> None:
             heads[name] = train_linear(feats, train_labels.to(device), 10, epochs=80)
 
     wall, cpu = timed(fit)
-    print(f"\nfitting the teacher's and the student's linear probes on {n_train} clean training features "
+    print(f"\nfitting the linear probes of {' and '.join(nets)} on {n_train} clean training features "
           f"(80 epochs): {wall:.1f} s wall, {cpu:.1f} s CPU")
     predictors = {name: (lambda x, net=net, head=heads[name]: head(net(x.float() / 255 if x.dtype == torch.uint8 else x)))
                   for name, net in nets.items()}
     with eval_mode(*nets.values()):
         wall, cpu = timed(lambda: corruption(predictors, test, device=device))
         gen_wall, _ = timed(lambda: [corrupt(test.images, c, s, seed=s) for c in CORRUPTIONS for s in SEVERITIES])
-    print(f"evaluation of {n} 1x28x28 test images over 75 cells + clean, teacher and student: "
+    print(f"evaluation of {n} 1x28x28 test images over 75 cells + clean, {' and '.join(nets)}: "
           f"{wall:.1f} s wall, {cpu:.1f} s CPU (target < 180 s wall on 2 cores); generating alone: {gen_wall:.1f} s")
 
 
@@ -110,16 +110,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="fewer pictures (a smoke run, not the issue's setting)")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to run (default: all)")
+    p.add_argument("--train", type=int, default=None, help="clean training images for the probes (default 60,000)")
+    p.add_argument("--which", nargs="+", default=["teacher", "student"], choices=["teacher", "student"])
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     n28, n224, n_eval, n_train = (1000, 16, 1000, 6000) if args.quick else (10000, 64, 10000, 60000)
+    n_train = args.train or n_train
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     if "28" in args.parts:
         generation(scenes(n28, 28, 1), 10000, f"CPU, {n28} x 1x28x28 (CIFAR-10-C parameters)")
     if "224" in args.parts:
         generation(scenes(n224, 224, 3), 32, f"CPU, {n224} x 3x224x224 (ImageNet-C parameters)")
     if "evaluation" in args.parts:
-        evaluation(n_eval, n_train, torch.device("cpu"))
+        evaluation(n_eval, n_train, torch.device("cpu"), args.which)
     if torch.cuda.is_available() and "224" in args.parts:
         dev = torch.device("cuda")
         generation(scenes(256, 224, 3).to(dev), 128, f"GPU ({torch.cuda.get_device_name()}), 256 x 3x224x224")
