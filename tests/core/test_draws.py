@@ -1,5 +1,6 @@
 """Counter-based draws (issue 12 item 1): re-derived in plain Python integers."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +127,20 @@ def test_numpy_hash_equals_torch_hash():
     want = draws.hash_(torch.arange(10_000, dtype=torch.int32) + 2**30, keys[0])
     assert np.array_equal(got.view(np.int32), want.numpy())
     assert got[5] == py_hash(keys[0], 2**30 + 5)
+
+
+def test_step_keys_many_equals_step_keys_per_stream():
+    """The vectorised keys (the fused kernel's per-update table) are step_keys' integers, wrap-around included."""
+    streams = [0, 1, 2, 57, 10**6, 2**40]
+    for seed in (0, 7, 2**63 + 5, -3):
+        for step in (0, 1, 12345, 2**40):
+            got = draws.step_keys_many(seed, step, streams)
+            assert got.dtype == np.uint32 and got.shape == (len(streams), 4)
+            for row, stream in zip(got, streams):
+                (a0, a1), (b0, b1) = draws.step_keys(seed, step, stream)
+                assert [int(v) for v in row] == [a0, a1, b0, b1], (seed, step, stream)
+
+
+def test_step_keys_many_refuses_negative_streams():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        draws.step_keys_many(0, 1, [3, -1])

@@ -58,6 +58,15 @@ SCRIPT = textwrap.dedent("""
     smooth_(t, [torch.ones(3000)], 0.0, 0.5, "neuron", 4, 2, kernel="triton")
     from stsmooth.core import draws
     assert torch.equal(t[0].bool(), draws.moves(4, 2, 1, torch.arange(3000), 0.5))
+    # one plan, two lists of tensors: the kernel's address table follows the tensors, not the plan
+    from stsmooth.core.fast import DrawPlan, move_neurons
+    plan = DrawPlan([x.shape for x in t0], units)
+    for trial in range(2):
+        fresh = [x.clone() + trial for x in t0]
+        want = [x.clone() for x in fresh]
+        move_neurons(want, s, plan, [0.1] * len(s), 0.5, 3, 7)
+        triton_kernel.smooth_triton_(fresh, s, plan, [0.1] * len(s), 0.5, "neuron", 3, 7)
+        assert all(torch.equal(a, b) for a, b in zip(fresh, want)), trial
     print("OK", cases)
 """)
 

@@ -61,12 +61,14 @@ so the same seed draws other units than in 0.1 (the law is the same).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = ["STREAM_SHARED", "hash32", "hash_", "hash_np_", "keep", "keep_threshold", "moves", "neuron_stream", "step_keys",
-           "unit_bits", "unit_uniforms", "word"]
+           "step_keys_many", "unit_bits", "unit_uniforms", "word"]
 
 STREAM_SHARED = 0  # tensor, layer and channel draws; neuron-wise tensors take 1 + their id
 
@@ -91,6 +93,30 @@ def step_keys(seed: int, step: int, stream: int) -> tuple[tuple[int, int], tuple
     z = _mix64(seed ^ _mix64(step + 0x9E3779B97F4A7C15 * (_mix64(stream) | 1)))
     z2 = _mix64(z ^ 0xD6E8FEB86659FD93)
     return (z & 0xFFFFFFFF, z >> 32), (z2 & 0xFFFFFFFF, z2 >> 32)
+
+
+def _mix64_np(z: np.ndarray) -> np.ndarray:
+    """:func:`_mix64` on a uint64 array (NumPy's uint64 array products wrap modulo 2**64)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def step_keys_many(seed: int, step: int, streams: Sequence[int]) -> np.ndarray:
+    """:func:`step_keys` for many streams at once: ``(len(streams), 4)`` uint32 rows ``ka0, ka1, kb0, kb1``.
+
+    The same integers as one :func:`step_keys` call per stream, in one vectorised pass (the
+    fused kernel needs the keys of every neuron-wise tensor at every update).
+    """
+    s = np.asarray(streams, dtype=np.int64)
+    if step < 0 or (s.size and s.min() < 0):
+        raise ValueError(f"step={step} and streams (min {s.min() if s.size else 0}) must be >= 0")
+    with np.errstate(over="ignore"):
+        odd = _mix64_np(s.astype(np.uint64)) | np.uint64(1)
+        z = _mix64_np(np.uint64(seed & _M64) ^ _mix64_np(np.uint64(step & _M64) + np.uint64(0x9E3779B97F4A7C15) * odd))
+        z2 = _mix64_np(z ^ np.uint64(0xD6E8FEB86659FD93))
+    low, high = np.uint64(0xFFFFFFFF), np.uint64(32)
+    return np.stack([z & low, z >> high, z2 & low, z2 >> high], axis=1).astype(np.uint32)
 
 
 def neuron_stream(source: int) -> int:

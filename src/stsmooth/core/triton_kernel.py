@@ -4,7 +4,9 @@ The torch path (:func:`stsmooth.core.fast.move_neurons`) makes several passes ov
 per chunk (counters, hash rounds, mask, weights, lerp). This Triton kernel reads the
 teacher and student entries once and writes the teacher once, computing each entry's draw
 in registers from its counter (paper 000 Eq. 3 with the counter draws of
-:mod:`stsmooth.core.draws`; issue 12 item 3). One launch per tensor.
+:mod:`stsmooth.core.draws`; issue 12 item 3). One launch per update for all tensors: a
+program looks up its tensor's addresses in a table built once per list of tensors, and
+the step's keys and rates in a small table copied to the device asynchronously.
 
 Bit for bit the torch path's numbers:
 
@@ -23,7 +25,10 @@ tests check it.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+
+import numpy as np
 
 import torch
 from torch import Tensor
@@ -64,8 +69,22 @@ if AVAILABLE:
         return x ^ (x >> 15)
 
     @triton.jit
-    def _smooth_kernel(t_ptr, s_ptr, n, row_size, counter0, ka0, ka1, kb0, kb1, hi, lo, rate, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    def _smooth_kernel(blocks_ptr, meta_ptr, keys_ptr, hi, lo, BLOCK: tl.constexpr):
+        # program -> (tensor, first entry); the tensor's addresses, size and counters; its step keys and rate
+        pid = tl.program_id(0)
+        tid = tl.load(blocks_ptr + 2 * pid)
+        first = tl.load(blocks_ptr + 2 * pid + 1).to(tl.int32)
+        t_ptr = tl.load(meta_ptr + 5 * tid).to(tl.pointer_type(tl.float32))
+        s_ptr = tl.load(meta_ptr + 5 * tid + 1).to(tl.pointer_type(tl.float32))
+        n = tl.load(meta_ptr + 5 * tid + 2).to(tl.int32)
+        row_size = tl.load(meta_ptr + 5 * tid + 3).to(tl.int32)
+        counter0 = tl.load(meta_ptr + 5 * tid + 4).to(tl.int32)
+        ka0 = tl.load(keys_ptr + 5 * tid)
+        ka1 = tl.load(keys_ptr + 5 * tid + 1)
+        kb0 = tl.load(keys_ptr + 5 * tid + 2)
+        kb1 = tl.load(keys_ptr + 5 * tid + 3)
+        w = tl.load(keys_ptr + 5 * tid + 4).to(tl.float32, bitcast=True)  # 1 - m rounded to fp32, as torch does
+        offs = first + tl.arange(0, BLOCK)
         inside = offs < n
         # the unit's counter: its flat index (neuron, row_size 1) or its row's (channel)
         c = counter0 + offs // row_size
@@ -74,7 +93,6 @@ if AVAILABLE:
         moves = (byte > hi) | ((byte == hi) & (rest >= lo))
         a = tl.load(t_ptr + offs, mask=inside)
         b = tl.load(s_ptr + offs, mask=inside)
-        w = tl.zeros((), tl.float32) + rate  # fp32 as torch rounds the scalar; also under the interpreter
         small = w < 0.5
         coeff = tl.where(small, w, w - 1.0)
         base = tl.where(small, a, b)
@@ -82,9 +100,42 @@ if AVAILABLE:
         tl.store(t_ptr + offs, tl.where(moves, lerped, a), mask=inside & moves)
 
 
-def _i32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >= 1 << 31 else v
+class _Tables:
+    """What one update's launch reads besides the step: per program (tensor, first entry), per tensor
+    (teacher and student addresses, size, entries per unit, first counter), and each tensor's draw stream.
+
+    Built once per list of tensors (their addresses are part of the cache key) and kept on the device.
+    """
+
+    def __init__(self, teacher, student, plan, granularity: str) -> None:
+        meta, blocks, self.streams = [], [], []
+        for i, (t, s) in enumerate(zip(teacher, student)):
+            n = t.numel()
+            if granularity == "neuron":
+                row_size, counter0, stream = 1, 0, draws.neuron_stream(plan.source_of[i])
+            else:
+                row_size, counter0, stream = n // plan.rows[i], plan.row_at[i], draws.STREAM_SHARED
+            meta.append([t.data_ptr(), s.data_ptr(), n, max(row_size, 1), counter0])
+            blocks.extend([i, first] for first in range(0, n, BLOCK))
+            self.streams.append(stream)
+        device = teacher[0].device
+        self.meta = torch.tensor(meta, dtype=torch.int64, device=device)
+        self.blocks = torch.tensor(blocks, dtype=torch.int64, device=device).view(-1, 2)
+        self.distinct, self.index = np.unique(np.asarray(self.streams, dtype=np.int64), return_inverse=True)
+
+    def step_table(self, seed: int, step: int, rates: Sequence[float]) -> Tensor:
+        """``(T, 5)`` int32 rows ``ka0, ka1, kb0, kb1, bits of fp32(1 - m)`` for this update, on the device."""
+        keys = draws.step_keys_many(seed, step, self.distinct)[self.index]
+        rows = np.empty((len(self.streams), 5), dtype=np.uint32)
+        rows[:, :4] = keys
+        rows[:, 4] = np.asarray(rates, dtype=np.float32).view(np.uint32)
+        host = torch.from_numpy(rows.view(np.int32))
+        if self.meta.device.type == "cuda":  # an asynchronous copy: no wait for the GPU
+            return host.pin_memory().to(self.meta.device, non_blocking=True)
+        return host
+
+
+_TABLES: "weakref.WeakKeyDictionary[object, dict[tuple, _Tables]]" = weakref.WeakKeyDictionary()
 
 
 def smooth_triton_(teacher: Sequence[Tensor], student: Sequence[Tensor], plan, rates: Sequence[float],
@@ -111,16 +162,13 @@ def smooth_triton_(teacher: Sequence[Tensor], student: Sequence[Tensor], plan, r
                              " the Triton kernel takes float32 contiguous tensors only (use kernel='torch')")
     threshold = draws.keep_threshold(preserve_prob)
     hi, lo = threshold >> 24, threshold & 0xFFFFFF
-    shared = draws.step_keys(seed, step, draws.STREAM_SHARED)
-    for i, (t, s) in enumerate(zip(teacher, student)):
-        n = t.numel()
-        if n == 0:
-            continue
-        if granularity == "neuron":
-            keys, row_size, counter0 = draws.step_keys(seed, step, draws.neuron_stream(plan.source_of[i])), 1, 0
-        else:
-            keys, row_size, counter0 = shared, n // plan.rows[i], plan.row_at[i]
-        (ka0, ka1), (kb0, kb1) = keys
-        grid = (triton.cdiv(n, BLOCK),)
-        _smooth_kernel[grid](t, s, n, row_size, counter0, _i32(ka0), _i32(ka1), _i32(kb0), _i32(kb1), hi, lo,
-                             float(rates[i]), BLOCK=BLOCK)
+    key = (granularity, tuple((t.data_ptr(), s.data_ptr(), t.numel()) for t, s in zip(teacher, student)))
+    cache = _TABLES.setdefault(plan, {})
+    if key not in cache:
+        cache.clear()  # one list of tensors per plan at a time: a stale table would hold old addresses
+        cache[key] = _Tables(teacher, student, plan, granularity)
+    tables = cache[key]
+    if tables.blocks.shape[0] == 0:  # all tensors empty
+        return
+    keys = tables.step_table(seed, step, [float(r) for r in rates])
+    _smooth_kernel[(tables.blocks.shape[0],)](tables.blocks, tables.meta, keys, hi, lo, BLOCK=BLOCK)
