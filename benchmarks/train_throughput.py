@@ -1,4 +1,4 @@
-"""Training throughput of BYOL + STS with ResNet-18 at 32x32, and where the step time goes.
+"""Training throughput of BYOL + STS (ResNet-18 at 32x32, or any recipe and size), and where the step time goes.
 
 Measures, on random uint8 CIFAR-sized images held on the device (as DeviceLoader
 holds them):
@@ -12,6 +12,7 @@ holds them):
 Usage:
     python benchmarks/train_throughput.py                    # CPU: batch 64
     python benchmarks/train_throughput.py --batch-size 256 --steps 50 --compile   # CUDA
+    python benchmarks/train_throughput.py --recipe byol_sts_imagenet --image-size 224 --granularity neuron  # R50
 Prints one table; nothing is asserted (timings depend on the machine).
 """
 
@@ -47,6 +48,8 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the student")
     p.add_argument("--granularity", default="layer")
     p.add_argument("--recipe", default="byol_sts_cifar10", help="a packaged recipe name or a YAML path")
+    p.add_argument("--image-size", type=int, default=32, help="square images of this size (224: ImageNet)")
+    p.add_argument("--preserve-prob", type=float, default=0.7, help="p of the timed updates (0: TMA)")
     args = p.parse_args()
 
     device = builder.resolve_device(args.device)
@@ -55,19 +58,20 @@ def main() -> None:
     steps = args.steps or (50 if cuda else 5)
     cfg = config.load(args.recipe, [f"optim.batch_size={batch}", f"compile={str(args.compile).lower()}",
                                     f"teacher.granularity={args.granularity}", "progress=false"])
-    meta = {"in_channels": 3, "num_classes": 10, "image_size": 32,
+    size = args.image_size
+    meta = {"in_channels": 3, "num_classes": 10, "image_size": size,
             "mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
     model, teacher, augment = builder.build_model(cfg, METHODS[cfg.method], meta, device)
     optimizer = optim.build(cfg.optim, model)
     wrapped = parallel.wrap(model, device, compile=cfg.compile)
-    images = torch.randint(0, 256, (batch * 8, 3, 32, 32), dtype=torch.uint8)
+    images = torch.randint(0, 256, (batch * 8, 3, size, size), dtype=torch.uint8)
     loader = DeviceLoader(images, batch, seed=0, device=device)
     x = next(iter(loader))[0]
     autocast = torch.bfloat16 if cuda and cfg.amp else None
     counter = [0]
 
     def step():
-        train.train_step(model, teacher, optimizer, {"x": x}, counter[0], 0.99, 0.7, wrapped=wrapped,
+        train.train_step(model, teacher, optimizer, {"x": x}, counter[0], 0.99, args.preserve_prob, wrapped=wrapped,
                          autocast=autocast)
         counter[0] += 1
 
@@ -76,7 +80,7 @@ def main() -> None:
         augment["view2"](x)
 
     def update():
-        teacher.update(model.student, momentum=0.99, preserve_prob=0.7)
+        teacher.update(model.student, momentum=0.99, preserve_prob=args.preserve_prob)
 
     def gather():
         for _ in loader:
@@ -91,7 +95,7 @@ def main() -> None:
     t_gather = timed(gather, device, 3) / len(loader)
     name = torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()} CPU, " \
                                                              f"{torch.get_num_threads()} threads"
-    print(f"BYOL + STS (p=0.7, {args.granularity}), ResNet-18 CIFAR stem, 32x32, batch {batch}, "
+    print(f"{cfg.method} + STS (p={args.preserve_prob}, {args.granularity}), {cfg.model.name}, {size}x{size}, batch {batch}, "
           f"{'bf16 autocast, channels_last' if autocast else 'fp32'}{', compiled' if args.compile else ''}")
     print(f"device: {name}; torch {torch.__version__}")
     print(f"{'images/s':<28}{batch / t_step:10.1f}")

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU numbers of issues 11 and 12 in one call on a lent CUDA machine (see README, "Measured results").
+# Wheels of the dependencies its image lacks travel in .whl/ (kornia, kornia_rs, omegaconf, antlr4).
+# Output: the terminal, and $OUT/*.txt when OUT is set.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:$PWD/src
+else
+    export PYTHONPATH=$PWD/src
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
+step() {  # name, timeout seconds, command...
+    local name=$1 limit=$2; shift 2
+    echo "=== $name: $*"
+    local t0=$SECONDS
+    timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
+    echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s"
+}
+step kernel 150 python3 benchmarks/gpu_kernel_check.py
+step update 120 python3 benchmarks/teacher_update.py --device cuda --repeats 50
+step update_torch 90 python3 benchmarks/teacher_update.py --device cuda --repeats 50 --kernel torch
+for g in neuron layer; do
+    step "byol_r50_$g" 100 python3 benchmarks/train_throughput.py --recipe byol_sts_imagenet --image-size 224 \
+        --batch-size 256 --steps 10 --granularity $g
+done
+step corruption 120 python3 benchmarks/corruption.py --parts gpu --threads 8
