@@ -20,11 +20,11 @@ step() {  # name, timeout seconds, command...
     timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
     echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s"
 }
-step kernel 150 python3 benchmarks/gpu_kernel_check.py
-step update 120 python3 benchmarks/teacher_update.py --device cuda --repeats 50
-step update_torch 90 python3 benchmarks/teacher_update.py --device cuda --repeats 50 --kernel torch
+step kernel 120 python3 benchmarks/gpu_kernel_check.py
+step update 90 python3 benchmarks/teacher_update.py --device cuda --repeats 50
+step update_torch 60 python3 benchmarks/teacher_update.py --device cuda --repeats 50 --kernel torch
 for g in neuron layer; do
-    step "byol_r50_$g" 100 python3 benchmarks/train_throughput.py --recipe byol_sts_imagenet --image-size 224 \
+    step "byol_r50_$g" 90 python3 benchmarks/train_throughput.py --recipe byol_sts_imagenet --image-size 224 \
         --batch-size 256 --steps 10 --granularity $g
 done
-step corruption 120 python3 benchmarks/corruption.py --parts gpu --threads 8
+step corruption 90 python3 benchmarks/corruption.py --parts gpu --threads 8
