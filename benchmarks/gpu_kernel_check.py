@@ -34,7 +34,7 @@ def main() -> int:
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_()
             m.running_var.uniform_(0.5, 2.0)
-    names, t_cpu, units, _ = module_tensors(net)
+    _, t_cpu, units, _ = module_tensors(net)
     s_cpu = [x + 0.01 * torch.randn_like(x) for x in t_cpu]
     plan = DrawPlan([x.shape for x in t_cpu], units)
     t_gpu = [x.to(dev) for x in t_cpu]

@@ -29,7 +29,6 @@ import weakref
 from collections.abc import Sequence
 
 import numpy as np
-
 import torch
 from torch import Tensor
 
@@ -135,7 +134,7 @@ class _Tables:
         return host
 
 
-_TABLES: "weakref.WeakKeyDictionary[object, dict[tuple, _Tables]]" = weakref.WeakKeyDictionary()
+_TABLES: weakref.WeakKeyDictionary[object, dict[tuple, _Tables]] = weakref.WeakKeyDictionary()
 
 
 def smooth_triton_(teacher: Sequence[Tensor], student: Sequence[Tensor], plan, rates: Sequence[float],
