@@ -77,6 +77,59 @@ def test_apply_per_sample_equals_a_loop():
         torch.testing.assert_close(out[i], expected)
 
 
+def test_apply_per_sample_refuses_choices_off_the_host():
+    with pytest.raises(ValueError, match="choice must be a CPU tensor.*meta"):
+        apply_per_sample(torch.rand(2, 1, 3, 3), torch.zeros(2, dtype=torch.long, device="meta"), [None], torch.rand(2))
+
+
+SYNCS = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__", "cpu", "numpy")
+
+
+@pytest.mark.parametrize("augment", ["rand_augment", "color_jitter"])
+def test_per_sample_dispatch_reads_no_tensor_back(augment, monkeypatch):
+    # the calls that would wait for a GPU (as tests/training/test_no_sync.py counts them)
+    calls = []
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self_, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self_, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    fn = randaugment.rand_augment if augment == "rand_augment" else color.color_jitter
+    torch.manual_seed(0)
+    y = fn(torch.rand(64, 3, 8, 8))
+    assert calls == []
+    assert y.shape == (64, 3, 8, 8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("augment", ["rand_augment", "color_jitter"])
+def test_per_sample_dispatch_never_synchronises_cuda(augment):
+    fn = randaugment.rand_augment if augment == "rand_augment" else color.color_jitter
+    x = torch.rand(64, 3, 8, 8, device="cuda")
+    fn(x)  # warm-up: first-call allocations are not the step's
+    torch.cuda.set_sync_debug_mode("error")  # any stream/device sync raises
+    try:
+        y = fn(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert y.device.type == "cuda" and y.shape == x.shape
+
+
+@pytest.mark.parametrize("augment", ["rand_augment", "color_jitter"])
+def test_per_sample_augmentations_are_a_function_of_the_seed(augment):
+    fn = randaugment.rand_augment if augment == "rand_augment" else color.color_jitter
+    x = torch.rand(64, 3, 8, 8)
+    runs = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        runs.append(fn(x))
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
 def test_rand_augment_gives_each_image_its_own_ops():
     torch.manual_seed(0)
     x = torch.rand(1, 3, 16, 16).expand(32, -1, -1, -1)

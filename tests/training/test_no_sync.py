@@ -42,12 +42,7 @@ class Counter:
             monkeypatch.setattr(torch.Tensor, name, counted)
 
 
-RANDAUGMENT = pytest.mark.xfail(strict=True, reason="RandAugment's per-sample op dispatch (augment/dispatch.py "
-                                 "apply_per_sample) reads its op counts with .tolist(): one sync per op, per step")
-
-
-@pytest.mark.parametrize("recipe", ["supervised", pytest.param("fixmatch", marks=RANDAUGMENT), "mean_teacher",
-                                    "pi_model", "byol", "moco"])
+@pytest.mark.parametrize("recipe", ["supervised", "fixmatch", "mean_teacher", "pi_model", "byol", "moco"])
 def test_training_step_makes_no_host_sync(recipe, tmp_path, monkeypatch):
     counter = Counter(monkeypatch)
     step = train.train_step

@@ -49,7 +49,10 @@ A recipe is an ``nn.Module`` mapping a batch ``(B, C, H, W)`` of uint8 or
 float-in-[0, 1] images (C = 1 or 3) on any device to float32 in [0, 1] of
 shape ``(B, C, size, size)``. Every image gets its own random parameters, all
 drawn from torch's generator on the batch's device, so ``torch.manual_seed``
-reproduces a run; there is no per-sample Python.
+reproduces a run; there is no per-sample Python. The one exception: which op
+each image gets in RandAugment and colour jitter (and jitter's skips) is drawn
+from torch's CPU generator, so that grouping images by op needs no host sync
+(:mod:`stsmooth.augment.dispatch`); ``torch.manual_seed`` seeds it too.
 
 Recipes (papers 000 §4.1, 003 §5, 004 §3):
 

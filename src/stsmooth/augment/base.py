@@ -85,8 +85,9 @@ class Recipe(nn.Module):
 
     Subclasses implement ``augment(x)`` on float32 ``(B, C, H, W)`` in [0, 1]
     and must return ``(B, C, size, size)``. All randomness comes from torch's
-    global generator of the input's device, so ``torch.manual_seed`` makes a
-    run reproducible.
+    global generators (of the input's device, and the CPU's for per-image op
+    choices, see :mod:`stsmooth.augment.dispatch`), so ``torch.manual_seed``
+    makes a run reproducible.
 
     Args:
         size: output side length (>= 2).

@@ -129,8 +129,10 @@ def color_jitter(
         ],
         dim=1,
     )  # (B, 4)
-    order = torch.argsort(torch.rand(b, 4, device=dev), dim=1)  # a random permutation per image
-    skip = torch.rand(b, device=dev) >= p
+    # The order and the skips are drawn on the host: the dispatch groups images by
+    # adjustment without waiting for the device.
+    order = torch.argsort(torch.rand(b, 4), dim=1)  # a random permutation per image
+    skip = torch.rand(b) >= p
     order = torch.where(skip[:, None], torch.full_like(order, 4), order)  # index 4 = leave alone
     enabled = (brightness > 0, contrast > 0, saturation > 0 and x.shape[1] == 3, hue > 0 and x.shape[1] == 3)
     steps = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)

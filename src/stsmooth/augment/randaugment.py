@@ -167,7 +167,8 @@ def rand_augment(x: torch.Tensor, num_ops: int = 2) -> torch.Tensor:
     """
     ops = list(OPS.values())
     for _ in range(num_ops):
-        choice = torch.randint(0, len(ops), (x.shape[0],), device=x.device)
+        # drawn on the host: the dispatch groups images by op without waiting for the device
+        choice = torch.randint(0, len(ops), (x.shape[0],))
         magnitude = torch.rand(x.shape[0], device=x.device)
         x = apply_per_sample(x, choice, ops, magnitude).clamp_(0.0, 1.0)
     return x
