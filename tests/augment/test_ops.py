@@ -105,9 +105,10 @@ def test_per_sample_dispatch_reads_no_tensor_back(augment, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("augment", ["rand_augment", "color_jitter"])
+@pytest.mark.parametrize("augment", ["rand_augment", "color_jitter", "gaussian_blur"])
 def test_per_sample_dispatch_never_synchronises_cuda(augment):
-    fn = randaugment.rand_augment if augment == "rand_augment" else color.color_jitter
+    fn = {"rand_augment": randaugment.rand_augment, "color_jitter": color.color_jitter,
+          "gaussian_blur": lambda x: color.random_gaussian_blur(x, 0.5)}[augment]
     x = torch.rand(64, 3, 8, 8, device="cuda")
     fn(x)  # warm-up: first-call allocations are not the step's
     torch.cuda.set_sync_debug_mode("error")  # any stream/device sync raises
@@ -118,9 +119,10 @@ def test_per_sample_dispatch_never_synchronises_cuda(augment):
     assert y.device.type == "cuda" and y.shape == x.shape
 
 
-@pytest.mark.parametrize("augment", ["rand_augment", "color_jitter"])
+@pytest.mark.parametrize("augment", ["rand_augment", "color_jitter", "gaussian_blur"])
 def test_per_sample_augmentations_are_a_function_of_the_seed(augment):
-    fn = randaugment.rand_augment if augment == "rand_augment" else color.color_jitter
+    fn = {"rand_augment": randaugment.rand_augment, "color_jitter": color.color_jitter,
+          "gaussian_blur": lambda x: color.random_gaussian_blur(x, 0.5)}[augment]
     x = torch.rand(64, 3, 8, 8)
     runs = []
     for seed in (3, 3, 4):
@@ -170,3 +172,12 @@ def test_colour_jitter_off_and_grayscale_on_one_channel():
 
 def test_blur_kernel_is_odd_and_about_ten_percent():
     assert [color.blur_kernel_size(s) for s in (8, 32, 96, 224)] == [3, 3, 9, 23]
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0])
+def test_gaussian_blur_reads_nothing_back_from_the_batch_device(p):
+    # on the meta device any read of a value (nonzero, item, a check of sigma) raises: the draws
+    # that set shapes or that kornia checks must come from the host, as on a GPU they would stall
+    torch.manual_seed(0)
+    y = color.random_gaussian_blur(torch.empty(8, 3, 8, 8, device="meta"), p)
+    assert y.device.type == "meta" and y.shape == (8, 3, 8, 8)

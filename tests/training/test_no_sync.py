@@ -68,3 +68,21 @@ def test_training_step_makes_no_host_sync(recipe, tmp_path, monkeypatch):
     # ... and the loop around it adds none per step: 5 steps sync exactly as often as 2
     assert totals[0] == totals[1], totals
     assert totals[0] > 0  # not vacuous: the evaluation and results do turn tensors into numbers
+
+
+@pytest.mark.parametrize("recipe", ["byol_sts_cifar10", "moco_sts_cifar10", "fixmatch_cifar10", "mean_teacher_cifar10",
+                                    "byol_sts_imagenet"])
+def test_every_augmentation_of_a_recipe_runs_on_the_meta_device(recipe):
+    """A batch on the meta device has shapes but no values: any read of a value (nonzero, item, a
+    data-dependent check in kornia) raises. Every view of the recipe must run on it, i.e. nothing the
+    augmentation draws or checks is read back from the batch's device (on a GPU, a stall per step)."""
+    from stsmooth.methods import METHODS
+    from stsmooth.training import builder
+
+    cfg = config.load(recipe, [])
+    meta = {"in_channels": 3, "num_classes": 10, "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    _, _, augment = builder.build_model(cfg, METHODS[cfg.method], meta, torch.device("cpu"))
+    for name, view in augment.items():
+        torch.manual_seed(0)
+        y = view(torch.empty(16, 3, 32, 32, dtype=torch.uint8, device="meta"))
+        assert y.device.type == "meta" and y.shape[0] == 16, name

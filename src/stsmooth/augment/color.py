@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from kornia.filters import gaussian_blur2d
 
-from stsmooth.augment.dispatch import apply_per_sample
+from stsmooth.augment.dispatch import apply_per_sample, to_device
 
 __all__ = [
     "grayscale",
@@ -179,14 +179,19 @@ def random_gaussian_blur(
         return x
     b = x.shape[0]
     k = kernel_size or blur_kernel_size(x.shape[-1])
-    s = _uniform(b, sigma[0], sigma[1], x.device)
+    # sigma is drawn on the host too: kornia checks sigma > 0 on the tensor it is given, which on
+    # a GPU would wait for the device, and copies a host sigma to the device without waiting
+    s = _uniform(b, sigma[0], sigma[1], torch.device("cpu"))
     if p >= 1:
         return gaussian_blur2d(x, (k, k), s[:, None].expand(b, 2).contiguous(), border_type="reflect")
-    idx = torch.nonzero(torch.rand(b, device=x.device) < p).squeeze(1)
-    if idx.numel() == 0:
+    # which images are blurred is drawn on the host (torch's CPU generator): their number sets
+    # the batch's shape, and reading it back from a GPU would stall the step
+    chosen = torch.nonzero(torch.rand(b) < p).squeeze(1)
+    if chosen.numel() == 0:
         return x
+    idx = to_device(chosen, x.device)
     out = x.clone()
-    out[idx] = gaussian_blur2d(x[idx], (k, k), s[idx, None].expand(-1, 2).contiguous(), border_type="reflect")
+    out[idx] = gaussian_blur2d(x[idx], (k, k), s[chosen, None].expand(-1, 2).contiguous(), border_type="reflect")
     return out
 
 
