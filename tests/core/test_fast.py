@@ -1,5 +1,7 @@
 """The speed-ups of the rule (core/fast.py): the numbers of the plain Eq. 3 path, bit for bit, and the counter draws re-derived."""
 
+import threading
+
 import pytest
 import torch
 from torch import nn
@@ -124,6 +126,33 @@ def test_neuron_draws_do_not_depend_on_chunking():
         results.append(got)
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_neuron_chunks_shared_by_threads_match_reference():
+    # torch.get_num_threads() == 2: two threads share the chunks, each with serial torch ops
+    # under the caller's no_grad (the teacher's tensors are parameters); the numbers are the
+    # reference's, and the caller's and later threads' intra-op counts are left as they were.
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(3)
+        shapes = [(1000, 7), (300,), (300,), (50,)]
+        student = [torch.randn(s) for s in shapes]
+        teacher = [nn.Parameter(torch.randn(s)) for s in shapes]
+        units = [Unit(0, 0), Unit(1, 1), Unit(1, 1), Unit(2, 3)]  # tensor 2 follows tensor 1
+        expect = [x.detach().clone() for x in teacher]
+        smooth_reference_(expect, student, 0.9, 0.6, "neuron", 3, 5, units)
+        with torch.no_grad():
+            smooth_(teacher, student, 0.9, 0.6, "neuron", 3, 5, units, plan=DrawPlan(shapes, units, chunk=64))
+        assert all(torch.equal(a, b) for a, b in zip(teacher, expect))
+        assert torch.get_num_threads() == 2
+        seen = []
+        later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        later.start()
+        later.join()
+        assert seen == [2]
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_high_preserve_prob_is_honoured():

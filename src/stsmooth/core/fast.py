@@ -12,7 +12,8 @@ computes the same numbers, bit for bit, quickly; it is what :func:`~stsmooth.cor
   of 0 (kept) or 1 - m (moved) per entry, instead of a ``where`` per tensor;
 - chunks (neuron-wise, contiguous CPU tensors): the hashes, weights and teacher/student
   slices of ``CHUNK`` units stay in cache between the passes over them, and one hash
-  serves 4 units (its bytes; see :mod:`stsmooth.core.draws`);
+  serves 4 units (its bytes; see :mod:`stsmooth.core.draws`); ``torch.get_num_threads()``
+  threads take the chunks from a queue, each with serial torch ops;
 - on CUDA, channel and neuron-wise, the fused Triton kernel of
   :mod:`stsmooth.core.triton_kernel` (one pass: hash, compare, lerp) when Triton is installed.
 
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -180,53 +183,104 @@ def move_neurons(teacher, student, plan, rates, preserve_prob, seed, step) -> No
 
 
 def _move_neurons_cpu(teacher, student, plan, rates, preserve_prob, seed, step) -> None:
-    """Neuron-wise on CPU in chunks of ``plan.chunk`` units: one hash per 4 units, bytes compared, ties refined.
+    """Neuron-wise on CPU in chunks of ``plan.chunk`` units, shared by ``torch.get_num_threads()`` threads.
+
+    The chunks are independent (a unit's draw is a hash of its counter), so each thread
+    takes the next chunk from a queue and runs all of its passes with its own buffers and
+    serial torch ops: the NumPy hashes run in parallel too (they release the GIL), and a
+    thread descheduled on a busy machine only delays its own chunk, where a parallel torch
+    op would make the others spin at its barrier.
+    """
+    threshold = draws.keep_threshold(preserve_prob)
+    size = min(plan.chunk, max(teacher[src].numel() for src in plan.sources))
+    size += -size % 4  # whole hashes per chunk: chunks start at multiples of 4
+    tasks = []
+    for src in plan.sources:
+        keys = draws.step_keys(seed, step, draws.neuron_stream(src))
+        numel = teacher[src].numel()
+        tasks += [(src, keys, a, min(size, numel - a)) for a in range(0, numel, size)]
+    tasks.sort(key=lambda task: -task[3])  # largest first, so that the threads finish together
+    queue: SimpleQueue = SimpleQueue()
+    for task in tasks:
+        queue.put(task)
+    flat = [(t.view(-1), s.view(-1)) for t, s in zip(teacher, student)]
+
+    def work() -> None:
+        chunks = _Chunks(size, threshold)
+        while not queue.empty():
+            try:
+                src, keys, a, n = queue.get_nowait()
+            except Empty:
+                return
+            chunks.move(flat, plan.followers[src], rates, keys, a, n)
+
+    n_threads = min(torch.get_num_threads(), len(tasks))
+    if n_threads == 1:
+        work()
+        return
+
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()  # thread-local: passed on
+
+    def serial_work() -> None:
+        # this thread's torch ops run serially (torch keeps the intra-op thread count per
+        # thread); it also sets the count that new threads start with, restored below.
+        torch.set_num_threads(1)
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            work()
+
+    try:
+        with ThreadPoolExecutor(n_threads) as pool:
+            for future in [pool.submit(serial_work) for _ in range(n_threads)]:
+                future.result()
+    finally:
+        torch.set_num_threads(torch.get_num_threads())  # the caller's count, for threads started later
+
+
+class _Chunks:
+    """One thread's buffers for the chunks of :func:`_move_neurons_cpu`: one hash per 4 units, bytes compared, ties refined.
 
     The words of :mod:`stsmooth.core.draws`: unit c's top byte is byte ``c % 4`` of
     ``H(ka, c // 4)`` (the little-endian bytes of the hashes, computed by NumPy, whose
     uint32 shifts, uint8 compares and bool-to-float products need no masks or barriers),
     and only the units whose byte equals ``T >> 24`` (1 in 256) need ``R = H(kb, c) >> 8``.
     """
-    threshold = draws.keep_threshold(preserve_prob)
-    hi, lo = threshold >> 24, threshold & 0xFFFFFF
-    size = min(plan.chunk, max(teacher[src].numel() for src in plan.sources))
-    size += -size % 4  # whole hashes per chunk: chunks start at multiples of 4
-    base = np.arange(size // 4, dtype=np.uint32)
-    h, tmp = np.empty_like(base), np.empty_like(base)
-    h_bytes = h.view(np.uint8)
-    moved = np.empty(size, dtype=np.bool_)
-    w_bufs: dict[tuple[torch.dtype, float], tuple[Tensor, np.ndarray]] = {}
-    for src in plan.sources:
-        ka, kb = draws.step_keys(seed, step, draws.neuron_stream(src))
-        followers = plan.followers[src]
-        flat_t = [teacher[i].view(-1) for i in followers]
-        flat_s = [student[i].view(-1) for i in followers]
-        numel = teacher[src].numel()
-        for a in range(0, numel, size):
-            n = min(size, numel - a)
-            words = (n + 3) // 4
-            draws.hash_np_(h[:words], ka, tmp[:words], a // 4, base[:words])
-            b = h_bytes[:n]
-            np.greater(b, hi, out=moved[:n])
-            tie = np.flatnonzero(b == hi)
-            if tie.size:
-                t32 = tie.astype(np.uint32)
-                r = draws.hash_np_(np.empty_like(t32), kb, np.empty_like(t32), a, t32)
-                moved[tie[(r >> np.uint32(8)) >= lo]] = True
-            filled: dict[tuple[torch.dtype, float], Tensor] = {}
-            ts, ss, ws = [], [], []
-            for k, i in enumerate(followers):
-                wkey = (teacher[i].dtype, rates[i])
-                if wkey not in filled:
-                    if wkey not in w_bufs:
-                        buf = torch.empty(size, dtype=wkey[0])
-                        w_bufs[wkey] = (buf, buf.numpy())
-                    np.multiply(moved[:n], w_bufs[wkey][1].dtype.type(wkey[1]), out=w_bufs[wkey][1][:n])
-                    filled[wkey] = w_bufs[wkey][0][:n]
-                ts.append(flat_t[k][a : a + n])
-                ss.append(flat_s[k][a : a + n])
-                ws.append(filled[wkey])
-            torch._foreach_lerp_(ts, ss, ws)
+
+    def __init__(self, size: int, threshold: int) -> None:
+        self.hi, self.lo = threshold >> 24, threshold & 0xFFFFFF
+        self.base = np.arange(size // 4, dtype=np.uint32)
+        self.h, self.tmp = np.empty_like(self.base), np.empty_like(self.base)
+        self.moved = np.empty(size, dtype=np.bool_)
+        self.w_bufs: dict[tuple[torch.dtype, float], tuple[Tensor, np.ndarray]] = {}
+
+    def move(self, flat, followers, rates, keys, a: int, n: int) -> None:
+        """Units ``[a, a + n)`` of the followers' flat (teacher, student) views ``flat[i]``, drawn with ``keys``."""
+        ka, kb = keys
+        words = (n + 3) // 4
+        draws.hash_np_(self.h[:words], ka, self.tmp[:words], a // 4, self.base[:words])
+        b = self.h.view(np.uint8)[:n]
+        moved = self.moved[:n]
+        np.greater(b, self.hi, out=moved)
+        tie = np.flatnonzero(b == self.hi)
+        if tie.size:
+            t32 = tie.astype(np.uint32)
+            r = draws.hash_np_(np.empty_like(t32), kb, np.empty_like(t32), a, t32)
+            moved[tie[(r >> np.uint32(8)) >= self.lo]] = True
+        filled: dict[tuple[torch.dtype, float], Tensor] = {}
+        ts, ss, ws = [], [], []
+        for i in followers:
+            t, s = flat[i]
+            wkey = (t.dtype, rates[i])
+            if wkey not in filled:
+                if wkey not in self.w_bufs:
+                    buf = torch.empty(len(self.moved), dtype=wkey[0])
+                    self.w_bufs[wkey] = (buf, buf.numpy())
+                buf, buf_np = self.w_bufs[wkey]
+                np.multiply(moved, buf_np.dtype.type(wkey[1]), out=buf_np[:n])
+                filled[wkey] = buf[:n]
+            ts.append(t[a : a + n])
+            ss.append(s[a : a + n])
+            ws.append(filled[wkey])
+        torch._foreach_lerp_(ts, ss, ws)
 
 
 def smooth_fast_(teacher: Sequence[Tensor], student: Sequence[Tensor], rates: Sequence[float], preserve_prob: float,
