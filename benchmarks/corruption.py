@@ -29,7 +29,7 @@ from torch import nn
 
 from stsmooth.data import ImageSet
 from stsmooth.evaluate.corruption import CORRUPTIONS, SEVERITIES, corrupt, corruption
-from stsmooth.evaluate.features import eval_mode, extract_features
+from stsmooth.evaluate.features import eval_mode, extract_features, inference_copy
 from stsmooth.evaluate.linear import train_linear
 from stsmooth.models import build
 
@@ -77,7 +77,7 @@ def generation(images: torch.Tensor, batch: int, label: str) -> float:
     return total
 
 
-def evaluation(n: int, n_train: int, device, which=("teacher", "student")) -> None:
+def evaluation(n: int, n_train: int, device, which=("teacher", "student"), plain: bool = False) -> None:
     torch.manual_seed(0)
     test = ImageSet(scenes(n, 28, 1, seed=1), torch.randint(0, 10, (n,)), [str(k) for k in range(10)])
     nets = {name: build("fmnist_cnn", num_classes=0, in_channels=1).to(device) for name in which}
@@ -93,12 +93,20 @@ def evaluation(n: int, n_train: int, device, which=("teacher", "student")) -> No
     wall, cpu = timed(fit)
     print(f"\nfitting the linear probes of {' and '.join(nets)} on {n_train} clean training features "
           f"(80 epochs): {wall:.1f} s wall, {cpu:.1f} s CPU")
-    predictors = {name: (lambda x, net=net, head=heads[name]: head(net(x.float() / 255 if x.dtype == torch.uint8 else x)))
-                  for name, net in nets.items()}
+
+    def evaluate():
+        # as stsmooth eval corruption runs it: the probes score inference copies of the nets
+        fast = nets if plain else {name: inference_copy(net) for name, net in nets.items()}
+        predictors = {name: (lambda x, net=net, head=heads[name]: head(net(x.float() / 255 if x.dtype == torch.uint8
+                                                                           else x)))
+                      for name, net in fast.items()}
+        corruption(predictors, test, device=device)
+
     with eval_mode(*nets.values()):
-        wall, cpu = timed(lambda: corruption(predictors, test, device=device))
+        wall, cpu = timed(evaluate)
         gen_wall, _ = timed(lambda: [corrupt(test.images, c, s, seed=s) for c in CORRUPTIONS for s in SEVERITIES])
-    print(f"evaluation of {n} 1x28x28 test images over 75 cells + clean, {' and '.join(nets)}: "
+    print(f"evaluation of {n} 1x28x28 test images over 75 cells + clean, {' and '.join(nets)}"
+          f"{' (plain networks, no inference_copy)' if plain else ''}: "
           f"{wall:.1f} s wall, {cpu:.1f} s CPU (target < 180 s wall on 2 cores); generating alone: {gen_wall:.1f} s")
 
 
@@ -112,6 +120,7 @@ def main() -> None:
     p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to run (default: all)")
     p.add_argument("--train", type=int, default=None, help="clean training images for the probes (default 60,000)")
     p.add_argument("--which", nargs="+", default=["teacher", "student"], choices=["teacher", "student"])
+    p.add_argument("--plain", action="store_true", help="evaluate the networks as they are (no inference_copy)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     n28, n224, n_eval, n_train = (1000, 16, 1000, 6000) if args.quick else (10000, 64, 10000, 60000)
@@ -122,7 +131,7 @@ def main() -> None:
     if "224" in args.parts:
         generation(scenes(n224, 224, 3), 32, f"CPU, {n224} x 3x224x224 (ImageNet-C parameters)")
     if "evaluation" in args.parts:
-        evaluation(n_eval, n_train, torch.device("cpu"), args.which)
+        evaluation(n_eval, n_train, torch.device("cpu"), args.which, args.plain)
     if "gpu" in args.parts:  # the same on CUDA: 224-px generation, and the 28-px evaluation
         if not torch.cuda.is_available():
             raise SystemExit("--parts gpu needs a CUDA device; none is visible")
@@ -130,7 +139,7 @@ def main() -> None:
         name = torch.cuda.get_device_name()
         generation(scenes(256, 224, 3).to(dev), 128, f"GPU ({name}), 256 x 3x224x224 (ImageNet-C parameters)")
         generation(scenes(n28, 28, 1).to(dev), 10000, f"GPU ({name}), {n28} x 1x28x28 (CIFAR-10-C parameters)")
-        evaluation(n_eval, n_train, dev, args.which)
+        evaluation(n_eval, n_train, dev, args.which, args.plain)
 
 
 if __name__ == "__main__":

