@@ -190,6 +190,8 @@ def corruption(predictors: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
         predictors: name -> callable mapping a batch (B, C, H, W) (uint8, or float in
             [0, 1], at the model's size, on ``device``) to (B, K) class scores. E.g.
             ``{"teacher": teacher_net, "student": student_net}``; all see the same images.
+            Their forward passes are most of the time: pass networks through
+            :func:`~stsmooth.evaluate.features.inference_copy` (as ``stsmooth eval corruption`` does).
         test: ImageSet or FolderSet, the clean test split (labels 0..K-1).
         source: None to generate the corruptions from ``test``; else the folder of a
             precomputed set (see the module docstring).
