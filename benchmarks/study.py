@@ -76,9 +76,10 @@ class Table:
     variants: list[list[str]] = dataclasses.field(default_factory=list)
     grid: list[str] = dataclasses.field(default_factory=list)
     seed_keys: list[str] = dataclasses.field(default_factory=list)
-    metrics: tuple[str, ...] = ("init.knn_top1", "teacher.knn_top1", "student.knn_top1")
+    metrics: tuple[str, ...] = ("init.knn_top1", "teacher.knn_top1", "student.knn_top1", "teacher.linear_top1")
     curves: bool = False  # also show param/output change per evaluation (000 Fig. 3) from metrics.csv
     extra: list[str] | None = None  # a second command whose output is kept next to the sweep
+    probe: bool = False  # also a linear probe of each run's teacher (stsmooth eval linear -> RUN/linear.json)
     reading: str = ""
 
     @property
@@ -103,10 +104,10 @@ TABLES = [
     Table("t1_byol", "000 Tables 1-2 (BYOL): none / SE / TMA / STS, and TMA at STS's horizon",
           "SE alone avoids the collapse of no smoothing; STS beats TMA (000 Table 1: BYOL 63.2 -> SE 72.3 vs "
           "TMA 72.2; Table 2: STS +0.4 to +1.0 over TMA)",
-          "byol_digits", SSL_FASHION, [0, 1, 2], SSL_BUDGET, variants=_rules(0.9, 0.7, "cosine")),
+          "byol_digits", SSL_FASHION, [0, 1, 2], SSL_BUDGET, variants=_rules(0.9, 0.7, "cosine"), probe=True),
     Table("t1_moco", "000 Tables 1-2 (MoCo v2): none / SE / TMA / STS, and TMA at STS's horizon",
           "as for BYOL; MoCo without a momentum encoder degrades (000 Table 1)",
-          "moco_digits", SSL_FASHION, [0, 1, 2], SSL_BUDGET, variants=_rules(0.95, 0.5, "constant")),
+          "moco_digits", SSL_FASHION, [0, 1, 2], SSL_BUDGET, variants=_rules(0.95, 0.5, "constant"), probe=True),
     Table("fig4_heatmap", "000 Fig. 4: BYOL teacher kNN over p x m (constant m)",
           "accuracy rises with p at m=0 and STS (p>0, m>0) is best near p=0.7, m=0.99 (000 Fig. 4)",
           "byol_digits", [*SSL_FASHION, "teacher.momentum_schedule=constant"], [0], SSL_BUDGET,
@@ -232,6 +233,8 @@ def run(ids: list[str]) -> int:
                      "seconds": round(time.time() - start, 1), "load_start": load0, "load_end": os.getloadavg()[0],
                      "exit": code})
         status |= code != 0
+        if table.probe:
+            status |= run_probes(table)
         extra = table.out / "update_time.txt"
         if table.extra and code == 0 and not extra.is_file():
             done = subprocess.run(table.extra, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -239,6 +242,20 @@ def run(ids: list[str]) -> int:
                 extra.write_text(f"$ {shlex.join(table.extra)}\n(load average {os.getloadavg()[0]:.1f})\n"
                                  + done.stdout)
             status |= done.returncode != 0
+    return status
+
+
+def run_probes(table: Table) -> int:
+    """A linear probe of the teacher of each finished run of ``table`` that has none yet (RUN/linear.json)."""
+    from stsmooth.training import sweep
+
+    spec = sweep.load_spec(table.out)
+    status = 0
+    for r in sweep.plan(spec, table.out, table.seeds) if spec else []:
+        out = r.folder / "linear.json"
+        if r.status() == "done" and not out.is_file():
+            argv = ["stsmooth", "eval", "linear", str(r.folder / "checkpoints" / "last.pt"), "--out", str(out)]
+            status |= subprocess.call(argv, cwd=ROOT, stdout=subprocess.DEVNULL) != 0
     return status
 
 
@@ -272,6 +289,13 @@ def section(table: Table) -> str:
              shlex.join(table.argv()), "```", ""]
     spec = sweep.load_spec(table.out)
     rows = sweep.collect(spec, table.out) if spec else []
+    if table.probe and rows:  # the teacher's linear probe, from each run folder's linear.json
+        folders = {(tuple(r.point.items()), r.seed): r.folder for r in sweep.plan(spec, table.out)}
+        for row in rows:
+            folder = folders.get((tuple((k, row[k]) for k, _ in spec.axes()), row["seed"]))
+            probe = folder / "linear.json" if folder else None
+            if probe and probe.is_file():
+                row["teacher.linear_top1"] = json.loads(probe.read_text())["top1"]
     if not rows:
         return "\n".join(lines + [f"*{NOT_RUN}.*", ""])
     runs = sweep.plan(spec, table.out, table.seeds)
