@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The GPU numbers of issues 11 and 12 in one call on a lent CUDA machine (see README, "Measured results").
-# Wheels of the dependencies its image lacks travel in .whl/ (kornia, kornia_rs, omegaconf, antlr4).
+# Wheels of the dependencies its image lacks travel in .whl/ (git-ignored), fetched here first:
+#   for p in kornia==0.9.0 kornia_rs==0.2.0 omegaconf==2.4.0 antlr4-python3-runtime==4.13.2; do
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $p; done
+# then, with the device tool: run `bash benchmarks/gpu_check.sh` carrying .whl (about 7 minutes).
 # Output: the terminal, and $OUT/*.txt when OUT is set.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
