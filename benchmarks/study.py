@@ -168,6 +168,29 @@ BY_ID = {t.id: t for t in TABLES}
 
 # Plain readings of what was measured, written by hand after looking at the numbers (never generated).
 READINGS: dict[str, str] = {
+    "fig4_heatmap": (
+        "(2026-11-27, seed 0, constant m, 11 s per run on one core.) Does not reproduce, and one seed could not "
+        "show it: the cells span 59.1-66.0 % kNN around the random network's 63.7, against a 3-point seed spread "
+        "(t1_byol). At m = 0 accuracy does not rise with p as in 000 Fig. 4: p = 0.3 and 0.5 are best (65.9, "
+        "65.6), p = 0.7 and 0.9 worst (59.8, 59.1). At m = 0.99 it does rise with p (59.7 at p = 0 to 66.0 at "
+        "p = 0.9, the best cell), but that cell is also the slowest teacher (expected horizon m' = 0.999, "
+        "which in 150 steps moves 14 % of the way from its random start), so it says more about horizon "
+        "than about the spatial draw."),
+    "t4_granularity": (
+        "(2026-11-27, seed 0.) Accuracy: every granularity ends below the random network (63.7 %) at this "
+        "budget; SE spans 59.8-62.4 % and STS 59.7-60.0 % across tensor / layer / channel / neuron, so "
+        "'granularity matters little' holds for STS and cannot be told from seed noise for SE. Time per update "
+        "(ResNet-50, the update timing printed below, 1 thread, process clock, the study's other driver on the "
+        "second core): tensor and layer 0.53x our TMA, channel 1.08x, neuron 2.94x; with the non-finite check "
+        "off 0.15 / 0.15 / 0.71 / 2.57x. Finer units cost more, as in 000 Table 4; the 2-thread figures on an "
+        "idle machine are in the README (neuron 3.0-3.2x)."),
+    "fig3_smoothness": (
+        "(2026-11-27, seed 0, evaluated every 30 steps.) 000 Fig. 3's claim holds for STS and TMA: the teacher's "
+        "output change on a fixed batch between evaluations stays at 0.46-3.4 for no smoothing, falls from 0.33 "
+        "to 0.0006 for TMA (its cosine m reaches 1 at the end), and is smallest throughout for STS (0.0087 to "
+        "5e-5). SE (p = 0.7, m = 0) changes more than no smoothing in the first interval (2.39 vs 1.57) and "
+        "about 5-18x less afterwards. Parameter changes order the same way. As t1_byol shows, a TMA teacher "
+        "with STS's expected horizon is as smooth as STS."),
     "t004_semi": (
         "does not reproduce (2026-11-27; seeds 0-2 = label splits 0-2; wall times under a load average of 2-8 from "
         "other work, and one pause of the study, so per-run seconds vary 5x). 004's order MT > TE > Pi > "
