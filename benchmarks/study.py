@@ -188,8 +188,8 @@ READINGS: dict[str, str] = {
         "(2026-11-27, seed 0, evaluated every 30 steps.) 000 Fig. 3's claim holds for STS and TMA: the teacher's "
         "output change on a fixed batch between evaluations stays at 0.46-3.4 for no smoothing, falls from 0.33 "
         "to 0.0006 for TMA (its cosine m reaches 1 at the end), and is smallest throughout for STS (0.0087 to "
-        "5e-5). SE (p = 0.7, m = 0) changes more than no smoothing in the first interval (2.39 vs 1.57) and "
-        "about 5-18x less afterwards. Parameter changes order the same way. As t1_byol shows, a TMA teacher "
+        "5e-5). SE (p = 0.7, m = 0) changes more than no smoothing in the first two intervals (2.39 vs 1.57, "
+        "0.63 vs 0.46) and 5-18x less in the last three. Parameter changes order the same way. As t1_byol shows, a TMA teacher "
         "with STS's expected horizon is as smooth as STS."),
     "t004_semi": (
         "does not reproduce (2026-11-27; seeds 0-2 = label splits 0-2; wall times under a load average of 2-8 from "
