@@ -168,6 +168,15 @@ BY_ID = {t.id: t for t in TABLES}
 
 # Plain readings of what was measured, written by hand after looking at the numbers (never generated).
 READINGS: dict[str, str] = {
+    "eman_byol": (
+        "(2026-11-27, 3 seeds, TMA teacher m = 0.9 -> 1, 12 s per run on one core.) The opposite of 003's claim: "
+        "the teacher with batch statistics is the only one that beats the random network on every seed (69.5 +- "
+        "1.6 against init 66.3 +- 2.9; +1.3 to +6.3 per seed), while EMAN is the worst and below init on every "
+        "seed (63.6 +- 2.2; -0.8 to -4.5); copy (66.0 +- 4.2) and own (66.0 +- 3.2) sit at init. Why, we think: "
+        "at 150 steps the EMAN teacher normalises with an average of the student's running statistics, which "
+        "start from the random network's (BN momentum 0.1) and trail it further through the teacher's EMA, while "
+        "batch statistics normalise each target batch exactly, as BYOL's own target network does; 003's gain "
+        "is reported after 200-800 epochs, where that lag is negligible. Not tested at a longer budget here."),
     "fig4_heatmap": (
         "(2026-11-27, seed 0, constant m, 11 s per run on one core.) Does not reproduce, and one seed could not "
         "show it: the cells span 59.1-66.0 % kNN around the random network's 63.7, against a 3-point seed spread "
