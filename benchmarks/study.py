@@ -171,6 +171,14 @@ BY_ID = {t.id: t for t in TABLES}
 
 # Plain readings of what was measured, written by hand after looking at the numbers (never generated).
 READINGS: dict[str, str] = {
+    "fig4_se": (
+        "(2026-11-27, 3 seeds, m = 0, layer-wise, 150 steps.) Does not reproduce at this budget: SE's kNN does not "
+        "rise with p. Every p ends within 1.5 points of the random network on average (63.7-66.5 against init "
+        "66.3 +- 2.9), p = 0.3 highest (66.5) and p = 0.7-0.9 lowest (64.0, 63.7), all inside a 2-4.5 point seed "
+        "spread; p = 0.99 (64.3) does not fail either, since in 150 steps nothing has had time to go wrong or right. "
+        "What p = 0.99 does show is the jumpiness 000 discusses: its teacher's output changes most between "
+        "evaluations (3.5, against 0.9-1.5 for p <= 0.9), because a layer that waited ~100 steps is replaced by "
+        "the current student's in one step, next to layers of other ages. t1_byol_long shows SE at 1500 steps."),
     "eman_byol": (
         "(2026-11-27, 3 seeds, TMA teacher m = 0.9 -> 1, 12 s per run on one core.) The opposite of 003's claim: "
         "the teacher with batch statistics is the only one that beats the random network on every seed (69.5 +- "
