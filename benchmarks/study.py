@@ -171,6 +171,17 @@ BY_ID = {t.id: t for t in TABLES}
 
 # Plain readings of what was measured, written by hand after looking at the numbers (never generated).
 READINGS: dict[str, str] = {
+    "t1_byol_long": (
+        "(2026-11-27, 3 seeds, 72 s per run on one core, a second study driver on the other.) At 10x the steps "
+        "000 Table 1's first claim reproduces: without smoothing BYOL collapses (kNN 32.1 +- 19.3, seed 0 to "
+        "chance, 10 %; linear 28.9), while TMA learns (67.7 +- 5.2 kNN, 71.8 linear; above its random network "
+        "on 2 of 3 seeds). SE alone (p = 0.7, m = 0) only partly avoids the collapse (43.0 kNN, 39.8 linear): "
+        "better than none on 2 of 3 seeds and on average, but 25 points under TMA, where 000 Table 1 has SE on a par with TMA. "
+        "STS does not beat TMA (65.9 +- 0.9 kNN, 69.5 +- 0.6 linear against 67.7 / 71.8): the paper's +0.4 to "
+        "+1.0 (000 Table 2) does not reproduce; STS's lower spread over seeds is its one visible gain. TMA at "
+        "STS's expected horizon (m' = 0.97) scores 68.0 +- 2.0 / 71.7 +- 1.3, at or above STS on every seed, with "
+        "the same smoothness (output change 0.014 vs 0.021; TMA at m = 0.9: 0.051; none: 5.4): here the spatial "
+        "draw adds nothing beyond a slower horizon."),
     "fig4_se": (
         "(2026-11-27, 3 seeds, m = 0, layer-wise, 150 steps.) Does not reproduce at this budget: SE's kNN does not "
         "rise with p. Every p ends within 1.5 points of the random network on average (63.7-66.5 against init "
@@ -372,7 +383,7 @@ def section(table: Table) -> str:
     done = [r for r in runs if r.status() == "done"]
     seconds = [float(r["seconds"]) for r in rows if r.get("seconds") is not None]
     lines.append(f"Finished {len(done)} of {len(runs)} runs; wall time {sum(seconds):.0f} s in all "
-                 f"({statistics.fmean(seconds):.0f} s per run) on 2 shared CPU cores.")
+                 f"({statistics.fmean(seconds):.0f} s per run).")
     log = table.out / "study_log.jsonl"
     loads = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     if loads:
@@ -454,8 +465,10 @@ def report(path: Path = RESULTS) -> None:
             "(made by `python benchmarks/study.py run`, which continues an unfinished study). Numbers are kNN "
             "(k=20) top-1 % on the 10,000 Fashion-MNIST test images (self-supervised tables) or test top-1 % "
             "(semi-supervised), mean ± sample std over the seeds that finished (n). `init` is the randomly "
-            "initialised network. Wall times are on 2 CPU cores shared with other work unless the load says "
-            "otherwise. A table with no finished run says so; nothing here is estimated."), ""]
+            "initialised network. Wall times are on the 2-core CPU machine: each table's load line says how busy it was; "
+            "from 2026-11-27 21:07 UTC two study drivers ran side by side with one torch thread each "
+            "(OMP_NUM_THREADS=1), so a run's seconds are those of one core. A table with no finished run says so; "
+            "nothing here is estimated."), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(head + [section(t) for t in TABLES] + [corruption_section()]))
     print(f"study: wrote {path}")
