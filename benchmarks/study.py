@@ -171,6 +171,15 @@ BY_ID = {t.id: t for t in TABLES}
 
 # Plain readings of what was measured, written by hand after looking at the numbers (never generated).
 READINGS: dict[str, str] = {
+    "corruption_byol": (
+        "(2026-11-27, the STS and TMA teachers of t1_byol_long, 70-75 s per seed on one core.) 000 Fig. 5's claim "
+        "does not reproduce: over the 75 cells the STS teacher scores 0.9 +- 7.1 points *below* the TMA teacher "
+        "(paper: 1.5 above), and the sign follows the seed: STS is worse at seeds 0 and 1 (-3.4 and -6.5; better "
+        "on 11 and 5 of the 75 cells) and better at seed 2 (+7.0; 68 of 75 cells), the seed whose TMA run ended "
+        "below its random network. Robustness here tracks clean accuracy (clean STS - TMA: -4.1, -4.3, +1.5). "
+        "How much each teacher loses from clean to corrupted is close: 20.0 points for STS and 21.4 for TMA on "
+        "average (per seed 19.7 vs 20.5, 21.5 vs 19.4, 18.7 vs 24.2), so no robustness beyond accuracy can be "
+        "claimed from three seeds of a 1500-step BYOL on 28-px images."),
     "t1_byol_long": (
         "(2026-11-27, 3 seeds, 72 s per run on one core, a second study driver on the other.) At 10x the steps "
         "000 Table 1's first claim reproduces: without smoothing BYOL collapses (kNN 32.1 +- 19.3, seed 0 to "
