@@ -174,6 +174,14 @@ BY_ID = {t.id: t for t in TABLES}
 
 # Plain readings of what was measured, written by hand after looking at the numbers (never generated).
 READINGS: dict[str, str] = {
+    "fig4_heatmap_long": (
+        "(2026-11-27, seed 0, constant m, 1500 steps, ~73 s per run on one core.) Not 000 Fig. 4's picture. At "
+        "m = 0 (SE) runs either collapse or learn with no order in p: p = 0 and 0.3 collapse to chance (10 %), "
+        "p = 0.1 and 0.7 half-collapse (49.0, 42.3), p = 0.9 ends at 60.3 and p = 0.5 at 70.8, the best cell of "
+        "the grid; one seed cannot tell a trend from luck here. At m = 0.9 every p learns (65.4-70.6; TMA 68.0, "
+        "STS at p = 0.1-0.3 70.2-70.6, inside TMA's 5-point seed spread in t1_byol_long). At m = 0.99 accuracy "
+        "falls as p rises (66.6 at p = 0 to 61.9-63.5 at p = 0.7-0.9): the slower the expected horizon, the less "
+        "the teacher has moved in 1500 steps; the paper's best region (p = 0.7, m = 0.99) is among the worst here."),
     "eman_fixmatch": (
         "(2026-11-27, seed 0, 40 labels, pseudo-labels from the teacher as in FixMatch-EMAN, 600 steps.) Not "
         "reproduced, and one seed could not show it: teacher top-1 own 61.9, batch 61.5, copy 59.4, EMAN 59.3 "
