@@ -341,7 +341,7 @@ SUMMARY = [
     "units cost more time per update (t4_granularity; 000 Table 4)."),
     ("**Does not reproduce at this scale.** STS over TMA (t1_byol_long -1.8 points, t1_moco within noise, "
     "t6_fixmatch -2.6 to -3.5, corruption_byol -0.9 +- 7.1; 000 Tables 2, 6, Fig. 5); SE on a par with TMA (SE "
-    "only partly avoids BYOL's collapse); EMAN >= batch statistics (eman_byol: the opposite at 150 steps); 004's "
+    "only partly avoids BYOL's collapse); EMAN >= batch statistics (eman_byol, eman_byol_long: the opposite at 150 and 1500 steps); 004's "
     "MT > TE > Pi > supervised (t004_semi: reversed at 1000 steps). Each table's reading says why we think so."),
     ("**Matched horizon.** In every table STS scores and smooths like the TMA teacher with the same expected "
     "horizon m' = 1 - (1 - p)(1 - m): at this scale what STS adds over TMA is its slower horizon, not the "
