@@ -263,8 +263,9 @@ READINGS: dict[str, str] = {
         "0.63 vs 0.46) and 5-18x less in the last three. Parameter changes order the same way. As t1_byol shows, a TMA teacher "
         "with STS's expected horizon is as smooth as STS."),
     "t004_semi": (
-        "does not reproduce (2026-11-27; seeds 0-2 = label splits 0-2; wall times under a load average of 2-8 from "
-        "other work, and one pause of the study, so per-run seconds vary 5x). 004's order MT > TE > Pi > "
+        "does not reproduce (2026-11-27; seeds 0-2 = label splits 0-2). First run under a load average of 2-8 "
+        "(2943 s); re-run on the quiet machine at 2 threads to time it: 15 min, every result the same bit for bit. "
+        "004's order MT > TE > Pi > "
         "supervised-only is reversed: supervised-only is best at both label counts (68.8 % at 100 labels, 78.1 % "
         "at 1000), and Pi-model, Temporal Ensembling and Mean Teacher end 3.8-5.1 points (100 labels) and 8-10 "
         "points (1000 labels) below it, within about 1 point of one another. Why, we think: the three share two "
