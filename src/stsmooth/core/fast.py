@@ -207,14 +207,15 @@ def _move_neurons_cpu(teacher, student, plan, rates, preserve_prob, seed, step) 
 
     def work() -> None:
         chunks = _Chunks(size, threshold)
-        while not queue.empty():
+        while True:
             try:
                 src, keys, a, n = queue.get_nowait()
             except Empty:
                 return
             chunks.move(flat, plan.followers[src], rates, keys, a, n)
 
-    n_threads = min(torch.get_num_threads(), len(tasks))
+    caller_threads = torch.get_num_threads()
+    n_threads = min(caller_threads, len(tasks))
     if n_threads == 1:
         work()
         return
@@ -233,7 +234,7 @@ def _move_neurons_cpu(teacher, student, plan, rates, preserve_prob, seed, step) 
             for future in [pool.submit(serial_work) for _ in range(n_threads)]:
                 future.result()
     finally:
-        torch.set_num_threads(torch.get_num_threads())  # the caller's count, for threads started later
+        torch.set_num_threads(caller_threads)  # the workers' set_num_threads(1) also set it for threads started later
 
 
 class _Chunks:
