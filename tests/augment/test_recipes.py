@@ -176,3 +176,27 @@ def test_runs_on_cuda(name):
     torch.manual_seed(0)
     b = augment.build(name, 32)(x)
     assert a.device.type == "cuda" and a.shape == (16, 3, 32, 32) and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("recipe", ["byol_sts_cifar10", "moco_sts_cifar10", "fixmatch_cifar10", "mean_teacher_cifar10",
+                                    "byol_sts_imagenet"])
+def test_every_view_runs_in_float32_inside_bf16_autocast(recipe):
+    """``train_step`` runs the method (views included) under bf16 autocast on CUDA (``amp=true``):
+    a view must not let autocast turn its convolutions (blur) into bf16. It failed on an H200 with
+    "Index put requires the source and destination dtypes match" in the blur of BYOL's view 2;
+    CPU autocast lowers the same convolutions, so this reproduces it here."""
+    from stsmooth.methods import METHODS
+    from stsmooth.training import builder, config
+
+    cfg = config.load(recipe, [])
+    meta = {"in_channels": 3, "num_classes": 10, "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    _, _, augment = builder.build_model(cfg, METHODS[cfg.method], meta, torch.device("cpu"))
+    x = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    for name, view in augment.items():
+        torch.manual_seed(0)
+        plain = view(x)
+        torch.manual_seed(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside = view(x)
+        assert inside.dtype == torch.float32, name
+        torch.testing.assert_close(inside, plain, rtol=0, atol=0, msg=name)  # autocast changes nothing

@@ -8,6 +8,8 @@ recipe's size, and the ``eval`` recipe, which is nothing else.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -106,7 +108,12 @@ class Recipe(nn.Module):
         x = to_unit_float(x)
         if x.shape[0] == 0:
             return x.new_zeros(0, x.shape[1], self.size, self.size)
-        out = self.augment(x).clamp_(0.0, 1.0)
+        # the step runs under bf16 autocast on CUDA (RunConfig.amp); augmentations are pixel
+        # arithmetic in float32 and must not have their convolutions (blur) lowered to bf16
+        kind = x.device.type
+        fp32 = torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else nullcontext()
+        with fp32:
+            out = self.augment(x).clamp_(0.0, 1.0)
         return out.contiguous()
 
     def extra_repr(self) -> str:
