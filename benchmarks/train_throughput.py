@@ -89,6 +89,18 @@ def main() -> None:
     model.train()
     for _ in range(3 if not args.compile else 10):  # warm-up (and compilation)
         step()
+    syncs = None
+    if cuda:  # count the host-device synchronisations of one step (issue 12: none expected)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                step()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
     t_step = timed(step, device, steps)
     t_aug = timed(aug, device, steps)
     t_update = timed(update, device, max(steps, 20))
@@ -103,6 +115,8 @@ def main() -> None:
     print(f"{'augmentation, 2 views (ms)':<28}{t_aug * 1e3:10.2f}   {100 * t_aug / t_step:5.1f} % of the step")
     print(f"{'teacher update (ms)':<28}{t_update * 1e3:10.2f}   {100 * t_update / t_step:5.1f} % of the step")
     print(f"{'batch gather (ms)':<28}{t_gather * 1e3:10.2f}   {100 * t_gather / t_step:5.1f} % of the step")
+    if syncs is not None:
+        print(f"{'host syncs in one step':<28}{len(syncs):10d}" + (f"   first: {syncs[0]}" if syncs else ""))
 
 
 if __name__ == "__main__":

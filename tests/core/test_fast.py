@@ -169,3 +169,14 @@ def test_kernel_choice():
         smooth_(t, s, 0.0, 0.5, "neuron", kernel="cuda")
     # auto on CPU tensors is the torch path (no Triton, even when installed)
     assert not fast._use_triton("auto", t, s)
+
+
+def test_copy_all_copies_every_pair_grouped_or_not():
+    from stsmooth.core.fast import copy_all
+
+    dst = [torch.zeros(3), torch.zeros((), dtype=torch.long), torch.zeros(2, dtype=torch.float64), torch.zeros(4)]
+    src = [torch.arange(3.0), torch.tensor(7), torch.tensor([1.5, 2.5]), torch.arange(4, dtype=torch.float16)]
+    copy_all(dst, src)
+    for d, s in zip(dst, src):
+        assert torch.equal(d, s.to(d.dtype)), (d, s)
+    assert dst[1].dtype == torch.long and dst[3].dtype == torch.float32  # destinations keep their dtype

@@ -25,6 +25,7 @@ SCRIPT = textwrap.dedent("""
             self.conv = nn.Conv2d(3, 8, 3)
             self.bn = nn.BatchNorm2d(8)
             self.fc = nn.Linear(8, 5)
+            self.wide = nn.Linear(40, 64)  # 2,560 entries: full (unmasked) blocks and a masked tail
             self.scale = nn.Parameter(torch.tensor(1.5))
 
     assert triton_kernel.AVAILABLE
@@ -67,6 +68,20 @@ SCRIPT = textwrap.dedent("""
         move_neurons(want, s, plan, [0.1] * len(s), 0.5, 3, 7)
         triton_kernel.smooth_triton_(fresh, s, plan, [0.1] * len(s), 0.5, "neuron", 3, 7)
         assert all(torch.equal(a, b) for a, b in zip(fresh, want)), trial
+    # addresses that are not 16-byte aligned (views one float into a buffer): the kernel must not
+    # declare alignment for them (tables.aligned False) and still give the torch path's numbers
+    flat_t, flat_s = torch.zeros(1 + 5000), torch.zeros(1 + 5000)
+    flat_s[1:] = torch.arange(5000.0)
+    odd_t, odd_s = [flat_t[1:3001].view(60, 50)], [flat_s[1:3001].view(60, 50)]
+    want = [odd_t[0].clone()]
+    smooth_(want, odd_s, 0.9, 0.5, "neuron", 5, 1, kernel="torch")
+    smooth_(odd_t, odd_s, 0.9, 0.5, "neuron", 5, 1, kernel="triton")
+    assert torch.equal(odd_t[0], want[0]) and flat_t[0] == 0 and not torch.equal(want[0], torch.zeros(60, 50))
+    from stsmooth.core.smoothing import Unit
+    one = DrawPlan([(60, 50)], [Unit(0, 0)])
+    assert triton_kernel._Tables(odd_t, odd_s, one, "neuron").aligned is False
+    assert triton_kernel._Tables(want, odd_s[:1], one, "neuron").aligned is False  # one odd address is enough
+    assert triton_kernel._Tables(want, [torch.zeros(60, 50)], one, "neuron").aligned is True
     print("OK", cases)
 """)
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from stsmooth.core import distributed, draws
 from stsmooth.core import norm as norms
-from stsmooth.core.fast import DrawPlan, check_kernel, lerp_by_rate
+from stsmooth.core.fast import DrawPlan, check_kernel, copy_all, lerp_by_rate
 from stsmooth.core.smoothing import (
     check_granularity,
     check_probability,
@@ -317,8 +317,7 @@ class Teacher:
         smooth_(self._tensors, source, momenta, p, self.granularity, self.seed, self.step, plan=self._draw_plan(),
                 kernel=self.kernel)
         if p < 1.0:  # p = 1 leaves the teacher unchanged, counters included
-            for t, s in zip(self._copied, copied):
-                t.copy_(s)
+            copy_all(self._copied, copied)
         self.step += 1
 
     def _draw_plan(self) -> DrawPlan:
