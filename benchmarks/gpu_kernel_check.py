@@ -43,6 +43,17 @@ def main() -> int:
     print(f"{torch.cuda.get_device_name()}; torch {torch.__version__}, triton {triton.__version__}; "
           f"ResNet-50: {len(t_cpu)} floating tensors, {n:,} entries")
     bad = 0
+    # AMP training on CUDA stores conv weights channels-last: the kernel must take them as they are
+    t_cl = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in t_gpu]
+    s_cl = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in s_gpu]
+    for gran in ("channel", "neuron"):
+        tor = [x.clone() for x in t_gpu]
+        smooth_(tor, s_gpu, 0.99, 0.7, gran, 5, 77, units, plan=plan, kernel="torch")
+        got = [x.clone() for x in t_cl]
+        smooth_(got, s_cl, 0.99, 0.7, gran, 5, 77, units, plan=plan, kernel="triton")
+        d_cl = sum(int((a != b).sum()) for a, b in zip(got, tor))
+        bad += d_cl
+        print(f"  {gran:7s} channels-last teacher and student, m=0.99 p=0.7: differing entries vs torch GPU {d_cl}")
     for gran in ("channel", "neuron"):
         for m in (0.99, 0.3):
             for p in (0.5, 0.7, 0.999):
@@ -67,6 +78,8 @@ def main() -> int:
                                                                       kernel="triton")
         rows[f"STS {gran}, torch path"] = lambda g=gran: smooth_(t_gpu, s_gpu, 0.99, 0.7, g, 5, 3, units, plan=plan,
                                                                     kernel="torch")
+    rows["STS neuron, Triton kernel, channels-last"] = lambda: smooth_(t_cl, s_cl, 0.99, 0.7, "neuron", 5, 3, units,
+                                                                       plan=plan, kernel="triton")
     base = None
     for name, fn in rows.items():
         ms = triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median")

@@ -82,6 +82,28 @@ SCRIPT = textwrap.dedent("""
     assert triton_kernel._Tables(odd_t, odd_s, one, "neuron").aligned is False
     assert triton_kernel._Tables(want, odd_s[:1], one, "neuron").aligned is False  # one odd address is enough
     assert triton_kernel._Tables(want, [torch.zeros(60, 50)], one, "neuron").aligned is True
+    # channels-last pairs (how AMP training on CUDA stores conv weights): the kernel reads memory in
+    # its order and must draw by row-major index, as the torch path does
+    cl_t = [torch.randn(6, 5, 3, 7).contiguous(memory_format=torch.channels_last), torch.randn(40, 30),
+            torch.randn(16, 8, 1, 1).contiguous(memory_format=torch.channels_last)]
+    cl_s = [x + torch.randn_like(x) for x in cl_t]  # randn_like keeps the layout
+    assert cl_t[0].stride() == cl_s[0].stride() == (105, 1, 35, 5) and not cl_t[0].is_contiguous()
+    for gran in ("channel", "neuron"):
+        for p in (0.3, 0.7):
+            want = [x.clone() for x in cl_t]
+            smooth_(want, cl_s, 0.9, p, gran, 2, 9, kernel="torch")
+            got = [x.clone() for x in cl_t]
+            smooth_(got, cl_s, 0.9, p, gran, 2, 9, kernel="triton")
+            assert all(torch.equal(a, b) for a, b in zip(got, want)), (gran, p)
+            assert got[0].stride() == cl_t[0].stride()
+            assert not torch.equal(got[0], cl_t[0]) and int((got[0] == cl_t[0]).sum()) > 0
+    mixed = [cl_t[0].contiguous()]  # teacher contiguous, student channels-last: not the kernel's
+    assert not triton_kernel._same_layout(mixed[0], cl_s[0]) and triton_kernel._same_layout(cl_t[0], cl_s[0])
+    try:
+        smooth_(mixed, cl_s[:1], 0.9, 0.5, "neuron", 2, 9, kernel="triton")
+        raise AssertionError("mixed layouts must be refused")
+    except ValueError as err:
+        assert "both contiguous or both channels-last" in str(err)
     print("OK", cases)
 """)
 
@@ -102,5 +124,5 @@ def test_triton_refuses_other_dtypes():
     from stsmooth.core.smoothing import Unit
 
     t, s = [torch.zeros(4, dtype=torch.float64)], [torch.ones(4, dtype=torch.float64)]
-    with pytest.raises(ValueError, match="float32 contiguous tensors only"):
+    with pytest.raises(ValueError, match="float32 tensors, both contiguous or both channels-last"):
         triton_kernel.smooth_triton_(t, s, DrawPlan([t[0].shape], [Unit(0, 0)]), [0.5], 0.5, "neuron", 0, 0)

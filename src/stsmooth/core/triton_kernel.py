@@ -22,7 +22,8 @@ Speed: a full block of ``BLOCK`` entries is loaded and stored without a mask, an
 16-byte alignment declared when every tensor's address has it, so the compiler can use
 128-bit loads and stores; only each tensor's last block is masked.
 
-float32 contiguous tensors only (others take the torch path). Without a GPU the kernel
+float32 tensors, teacher and student both contiguous or both channels-last (AMP training on
+CUDA stores conv weights channels-last); others take the torch path. Without a GPU the kernel
 runs under Triton's interpreter (``TRITON_INTERPRET=1``) on CPU tensors, which is how the
 tests check it.
 """
@@ -49,11 +50,25 @@ except ImportError:  # optional: the torch path computes the same numbers
 BLOCK = 1024
 
 
+def _layout(t: Tensor) -> str | None:
+    """``"contiguous"``, ``"channels_last"`` (4-D, as AMP training on CUDA stores conv weights) or None."""
+    if t.is_contiguous():
+        return "contiguous"
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return "channels_last"
+    return None
+
+
+def _same_layout(t: Tensor, s: Tensor) -> bool:
+    """Same shape and one of the two layouts for both: the entries lie in the same order in memory."""
+    return t.shape == s.shape and _layout(t) is not None and _layout(t) == _layout(s)
+
+
 def supports(teacher: Sequence[Tensor], student: Sequence[Tensor]) -> bool:
-    """Whether ``kernel="auto"`` runs the kernel: float32, contiguous, CUDA tensors."""
+    """Whether ``kernel="auto"`` runs the kernel: float32 CUDA tensors, each pair contiguous or both channels-last."""
     return bool(teacher) and all(
         t.device.type == "cuda" and t.dtype == torch.float32 and s.dtype == torch.float32
-        and s.device == t.device and t.is_contiguous() and s.is_contiguous()
+        and s.device == t.device and _same_layout(t, s)
         for t, s in zip(teacher, student)
     )
 
@@ -85,25 +100,33 @@ if AVAILABLE:
         pid = tl.program_id(0)
         tid = tl.load(blocks_ptr + 2 * pid)
         first = tl.load(blocks_ptr + 2 * pid + 1).to(tl.int32)
-        t_ptr = tl.load(meta_ptr + 5 * tid).to(tl.pointer_type(tl.float32))
-        s_ptr = tl.load(meta_ptr + 5 * tid + 1).to(tl.pointer_type(tl.float32))
+        t_ptr = tl.load(meta_ptr + 7 * tid).to(tl.pointer_type(tl.float32))
+        s_ptr = tl.load(meta_ptr + 7 * tid + 1).to(tl.pointer_type(tl.float32))
         if ALIGNED:
             # addresses read from a table carry no alignment the compiler can see; every tensor's
             # is a multiple of 16 bytes (checked on the host), so full blocks load 4 floats at once
             t_ptr = tl.multiple_of(t_ptr, 16)
             s_ptr = tl.multiple_of(s_ptr, 16)
             first = tl.multiple_of(first, BLOCK)
-        n = tl.load(meta_ptr + 5 * tid + 2).to(tl.int32)
-        row_size = tl.load(meta_ptr + 5 * tid + 3).to(tl.int32)
-        counter0 = tl.load(meta_ptr + 5 * tid + 4).to(tl.int32)
+        n = tl.load(meta_ptr + 7 * tid + 2).to(tl.int32)
+        row_size = tl.load(meta_ptr + 7 * tid + 3).to(tl.int32)
+        counter0 = tl.load(meta_ptr + 7 * tid + 4).to(tl.int32)
+        inner = tl.load(meta_ptr + 7 * tid + 5).to(tl.int32)  # channels-last: C; else 1
+        hw = tl.load(meta_ptr + 7 * tid + 6).to(tl.int32)  # channels-last: H * W; else 1
         ka0 = tl.load(keys_ptr + 5 * tid)
         ka1 = tl.load(keys_ptr + 5 * tid + 1)
         kb0 = tl.load(keys_ptr + 5 * tid + 2)
         kb1 = tl.load(keys_ptr + 5 * tid + 3)
         w = tl.load(keys_ptr + 5 * tid + 4).to(tl.float32, bitcast=True)  # 1 - m rounded to fp32, as torch does
         offs = first + tl.arange(0, BLOCK)
-        # the unit's counter: its flat index (neuron, row_size 1) or its row's (channel)
-        c = counter0 + offs // row_size
+        # an entry's row-major index from its memory offset: channels-last stores (O, C, H, W) as
+        # (O, H, W, C), so offset r inside row o is (h * W + w) * C + c; contiguous (C = H * W = 1) maps to itself
+        rs = inner * hw
+        row = offs // rs
+        r = offs - row * rs
+        index = row * rs + (r % inner) * hw + r // inner
+        # the unit's counter: its row-major index (neuron, row_size 1) or its row's (channel)
+        c = counter0 + index // row_size
         byte = ((_hash(c >> 2, ka0, ka1) >> ((c & 3) * 8).to(tl.uint32)) & 0xFF).to(tl.int32, bitcast=True)
         rest = (_hash(c, kb0, kb1) >> 8).to(tl.int32, bitcast=True)
         moves = (byte > hi) | ((byte == hi) & (rest >= lo))
@@ -121,7 +144,8 @@ if AVAILABLE:
 
 class _Tables:
     """What one update's launch reads besides the step: per program (tensor, first entry), per tensor
-    (teacher and student addresses, size, entries per unit, first counter), and each tensor's draw stream.
+    (teacher and student addresses, size, entries per unit, first counter, channels-last C and H * W),
+    and each tensor's draw stream.
 
     Built once per list of tensors (their addresses are part of the cache key) and kept on the device.
     """
@@ -134,7 +158,8 @@ class _Tables:
                 row_size, counter0, stream = 1, 0, draws.neuron_stream(plan.source_of[i])
             else:
                 row_size, counter0, stream = n // plan.rows[i], plan.row_at[i], draws.STREAM_SHARED
-            meta.append([t.data_ptr(), s.data_ptr(), n, max(row_size, 1), counter0])
+            inner, hw = (t.shape[1], t.shape[2] * t.shape[3]) if _layout(t) == "channels_last" else (1, 1)
+            meta.append([t.data_ptr(), s.data_ptr(), n, max(row_size, 1), counter0, inner, hw])
             blocks.extend([i, first] for first in range(0, n, BLOCK))
             self.streams.append(stream)
         device = teacher[0].device
@@ -164,8 +189,8 @@ def smooth_triton_(teacher: Sequence[Tensor], student: Sequence[Tensor], plan, r
     """Channel- or neuron-wise Eq. 3 in place on ``teacher``, the numbers of the torch path.
 
     Args:
-        teacher: float32 contiguous tensors, updated in place.
-        student: same shapes, float32 contiguous.
+        teacher: float32 tensors, contiguous or channels-last, updated in place.
+        student: same shapes, float32, each laid out as its teacher tensor.
         plan: the :class:`stsmooth.core.fast.DrawPlan` of the tensors.
         rates: ``1 - m`` per tensor.
         preserve_prob: p in (0, 1).
@@ -178,9 +203,9 @@ def smooth_triton_(teacher: Sequence[Tensor], student: Sequence[Tensor], plan, r
     if granularity not in ("channel", "neuron"):
         raise ValueError(f"granularity={granularity!r}: the Triton kernel does channel and neuron only")
     for i, (t, s) in enumerate(zip(teacher, student)):
-        if t.dtype != torch.float32 or s.dtype != torch.float32 or not (t.is_contiguous() and s.is_contiguous()):
-            raise ValueError(f"tensor {i} is {t.dtype}/{s.dtype}, contiguous={t.is_contiguous() and s.is_contiguous()};"
-                             " the Triton kernel takes float32 contiguous tensors only (use kernel='torch')")
+        if t.dtype != torch.float32 or s.dtype != torch.float32 or not _same_layout(t, s):
+            raise ValueError(f"tensor {i} is {t.dtype}/{s.dtype} with strides {t.stride()}/{s.stride()}; the Triton "
+                             "kernel takes float32 tensors, both contiguous or both channels-last (use kernel='torch')")
     threshold = draws.keep_threshold(preserve_prob)
     hi, lo = threshold >> 24, threshold & 0xFFFFFF
     key = (granularity, tuple((t.data_ptr(), s.data_ptr(), t.numel()) for t, s in zip(teacher, student)))
