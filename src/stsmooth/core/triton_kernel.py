@@ -111,22 +111,27 @@ if AVAILABLE:
         n = tl.load(meta_ptr + 7 * tid + 2).to(tl.int32)
         row_size = tl.load(meta_ptr + 7 * tid + 3).to(tl.int32)
         counter0 = tl.load(meta_ptr + 7 * tid + 4).to(tl.int32)
-        inner = tl.load(meta_ptr + 7 * tid + 5).to(tl.int32)  # channels-last: C; else 1
-        hw = tl.load(meta_ptr + 7 * tid + 6).to(tl.int32)  # channels-last: H * W; else 1
+        inner = tl.load(meta_ptr + 7 * tid + 5).to(tl.int32)  # neuron-wise channels-last: C; else 1
+        hw = tl.load(meta_ptr + 7 * tid + 6).to(tl.int32)  # neuron-wise channels-last: H * W; else 1
         ka0 = tl.load(keys_ptr + 5 * tid)
         ka1 = tl.load(keys_ptr + 5 * tid + 1)
         kb0 = tl.load(keys_ptr + 5 * tid + 2)
         kb1 = tl.load(keys_ptr + 5 * tid + 3)
         w = tl.load(keys_ptr + 5 * tid + 4).to(tl.float32, bitcast=True)  # 1 - m rounded to fp32, as torch does
         offs = first + tl.arange(0, BLOCK)
-        # an entry's row-major index from its memory offset: channels-last stores (O, C, H, W) as
-        # (O, H, W, C), so offset r inside row o is (h * W + w) * C + c; contiguous (C = H * W = 1) maps to itself
-        rs = inner * hw
-        row = offs // rs
-        r = offs - row * rs
-        index = row * rs + (r % inner) * hw + r // inner
-        # the unit's counter: its row-major index (neuron, row_size 1) or its row's (channel)
-        c = counter0 + index // row_size
+        # the unit's counter: its row-major index (neuron, row_size 1) or its row's (channel). Integer
+        # divisions are slow on a GPU: each is done only where needed (the branches are per program)
+        index = offs
+        if inner > 1:
+            # neuron-wise, channels-last: that stores (O, C, H, W) as (O, H, W, C), so offset r inside
+            # row o is (h * W + w) * C + c, whose row-major index is o * C * H * W + c * H * W + h * W + w
+            rs = inner * hw
+            row = offs // rs
+            r = offs - row * rs
+            index = row * rs + (r % inner) * hw + r // inner
+        if row_size > 1:  # channel-wise: the row, whichever layout (dim 0 is outermost in both)
+            index = index // row_size
+        c = counter0 + index
         byte = ((_hash(c >> 2, ka0, ka1) >> ((c & 3) * 8).to(tl.uint32)) & 0xFF).to(tl.int32, bitcast=True)
         rest = (_hash(c, kb0, kb1) >> 8).to(tl.int32, bitcast=True)
         moves = (byte > hi) | ((byte == hi) & (rest >= lo))
@@ -158,7 +163,8 @@ class _Tables:
                 row_size, counter0, stream = 1, 0, draws.neuron_stream(plan.source_of[i])
             else:
                 row_size, counter0, stream = n // plan.rows[i], plan.row_at[i], draws.STREAM_SHARED
-            inner, hw = (t.shape[1], t.shape[2] * t.shape[3]) if _layout(t) == "channels_last" else (1, 1)
+            remap = granularity == "neuron" and _layout(t) == "channels_last"
+            inner, hw = (t.shape[1], t.shape[2] * t.shape[3]) if remap else (1, 1)
             meta.append([t.data_ptr(), s.data_ptr(), n, max(row_size, 1), counter0, inner, hw])
             blocks.extend([i, first] for first in range(0, n, BLOCK))
             self.streams.append(stream)
