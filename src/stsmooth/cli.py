@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import stsmooth
@@ -54,16 +56,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from stsmooth.core.distributed import barrier, is_main
 
-    try:
-        results = train.run(cfg)
-        if is_main():
-            print(json.dumps(results, indent=2))
-        # rank 0 writes results, exports and plots after the loop: let every rank finish
-        # before the process group goes, so no rank tears gloo down under a busy peer
-        barrier()
-    finally:
-        if tdist.is_available() and tdist.is_initialized():
-            tdist.destroy_process_group()
+    # on failure the process group is left as it is: main() ends the process without tearing it down
+    results = train.run(cfg)
+    if is_main():
+        print(json.dumps(results, indent=2))
+    # rank 0 writes results, exports and plots after the loop: let every rank finish
+    # before the process group goes, so no rank tears gloo down under a busy peer
+    barrier()
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.destroy_process_group()
     return 0
 
 
@@ -164,8 +165,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def _status(args: argparse.Namespace) -> int:
     from stsmooth.errors import StsmoothError
     from stsmooth.training.train import NonFiniteLossError
 
@@ -177,3 +177,29 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, StsmoothError) as err:
         print(f"stsmooth: error: {err}", file=sys.stderr)
         return 2
+
+
+def _process_group_alive() -> bool:
+    import torch.distributed as tdist
+
+    return tdist.is_available() and tdist.is_initialized()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        status = _status(args)
+    except Exception:
+        if not _process_group_alive():
+            raise
+        traceback.print_exc()
+        status = 1
+    if status != 0 and _process_group_alive():
+        # A rank that failed (a collective timed out on a hung peer, bad input on one rank) leaves
+        # its process group with peers in an unknown state: destroying it, or the interpreter's own
+        # teardown, can block or abort ("terminate called without an active exception", status
+        # -6 instead of this one). Checkpoints are already on disk (atomic), so end here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
