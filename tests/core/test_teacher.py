@@ -263,3 +263,23 @@ def test_load_state_dict_mismatch():
     state = t.state_dict()
     with pytest.raises(ValueError, match="granularity='layer'"):
         Teacher(tiny(), granularity="neuron").load_state_dict(state)
+
+
+def test_update_resolves_a_student_once_not_every_step(monkeypatch):
+    """The student's tensors are looked up (and unwrap's FSDP1 check walks every module) once per
+    student object: on a GPU that walk cost more than the EMA itself per update."""
+    from stsmooth.core import distributed
+
+    student = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    teacher = Teacher(student, momentum=0.5, seed=0)
+    walks = []
+    original = distributed.is_fsdp1
+    monkeypatch.setattr(distributed, "is_fsdp1", lambda m: walks.append(m) or original(m))
+    for _ in range(3):
+        teacher.update(student)
+    assert len(walks) == 1
+    other = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    before = teacher.module[0].weight.clone()
+    teacher.update(other)  # a new student object is resolved (and checked) again, and its values used
+    assert len(walks) == 2
+    assert torch.equal(teacher.module[0].weight, torch.lerp(before, other[0].weight, 0.5))

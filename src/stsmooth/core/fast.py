@@ -101,6 +101,9 @@ def _exact_weight(dtype: torch.dtype) -> bool:
 
 def lerp_by_rate(teacher: Sequence[Tensor], student: Sequence[Tensor], idx: Sequence[int], rates: Sequence[float]) -> None:
     """``t_i <- lerp(t_i, s_i, rates[i])`` for ``i`` in ``idx``: one fused call per distinct rate."""
+    if len(idx) == len(teacher) and len(set(rates)) == 1:  # TMA's usual case: every tensor, one rate
+        torch._foreach_lerp_(list(teacher), list(student), rates[0])
+        return
     by_rate: dict[float, list[int]] = {}
     for i in idx:
         by_rate.setdefault(rates[i], []).append(i)

@@ -169,10 +169,12 @@ class Teacher:
         self._own_stats = [b for b in buffers.values() if b.is_floating_point()] if own else []
 
     def _resolve(self, student: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
-        """The student's tensors in the teacher's order; checked once per student object."""
-        student = unwrap(student)
-        if self._student_ref is not None and self._student_ref() is student and not self.sharded:
+        """The student's tensors in the teacher's order; checked once per student object (as given, wrapper and all)."""
+        given = student
+        if self._student_ref is not None and self._student_ref() is given and not self.sharded:
+            # before unwrap: its FSDP1 check walks every module, a cost per update on a GPU
             return self._student_tensors, self._student_copied
+        student = unwrap(student)
         if self.sharded:
             # FSDP2 swaps a module's DTensors for full tensors during a forward, and a no-grad
             # forward leaves the root that way; the update reads the shards, looked up anew each time
@@ -200,7 +202,7 @@ class Teacher:
         n = len(self._names)
         if self.sharded:
             return found[:n], found[n:]
-        self._student_ref = weakref.ref(student)
+        self._student_ref = weakref.ref(given)
         self._student_tensors, self._student_copied = found[:n], found[n:]
         return self._student_tensors, self._student_copied
 
