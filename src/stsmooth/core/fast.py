@@ -112,20 +112,14 @@ def lerp_by_rate(teacher: Sequence[Tensor], student: Sequence[Tensor], idx: Sequ
 
 
 def copy_all(dst: Sequence[Tensor], src: Sequence[Tensor]) -> None:
-    """``d.copy_(s)`` for each pair, pairs of one dtype and device in one ``torch._foreach_copy_``.
+    """``d.copy_(s)`` for each pair, in one ``torch._foreach_copy_``.
 
     The teacher copies some buffers each update (``num_batches_tracked``, the ``copy`` BN mode's
     statistics): 53 of them in a ResNet-50, a kernel launch each on a GPU when copied one by one.
+    Pairs of other dtypes or devices are fine: the foreach op copies those one by one itself.
     """
-    groups: dict[tuple, list[int]] = {}
-    for i, (d, s) in enumerate(zip(dst, src)):
-        groups.setdefault((d.dtype, s.dtype, d.device, s.device), []).append(i)
-    for (d_type, s_type, d_dev, s_dev), ids in groups.items():
-        if d_type == s_type and d_dev == s_dev:
-            torch._foreach_copy_([dst[i] for i in ids], [src[i] for i in ids])
-        else:
-            for i in ids:
-                dst[i].copy_(src[i])
+    if dst:
+        torch._foreach_copy_(list(dst), list(src))
 
 
 def _lerp_weighted(ts: list[Tensor], ss: list[Tensor], ws: list[Tensor], rates: list[float]) -> None:
