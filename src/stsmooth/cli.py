@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -84,7 +83,11 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """``stsmooth eval PROTOCOL CHECKPOINT [key=value ...]`` (:mod:`stsmooth.training.checkpoint_eval`)."""
     from stsmooth.evaluate.runner import format_table
-    from stsmooth.training.checkpoint_eval import evaluate_checkpoint, evaluate_corruption, write_metrics
+    from stsmooth.training.checkpoint_eval import (
+        evaluate_checkpoint,
+        evaluate_corruption,
+        write_metrics,
+    )
 
     if args.protocol == "corruption":  # 15 corruptions x 5 severities; writes its own json/md/png
         report, paths = evaluate_corruption(args.checkpoint, args.overrides, args.out)
@@ -193,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     teardown after gloo runs aborted now and then ("terminate called without an active
     exception", seen in 2 of ~14 test runs of 2-rank jobs here), turning a finished run into a
     SIGABRT for torchrun; and a rank that failed leaves peers in a collective, where destroying
-    the group or the teardown can block (a hung peer) instead of giving this status.
+    the group or the teardown can block (a hung peer) instead of giving this status
+    (:func:`stsmooth.core.distributed.end_worker`).
     """
     args = parser().parse_args(argv)
     torchrun = _torchrun_worker()
@@ -209,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         status = 1
     if torchrun:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+        from stsmooth.core.distributed import end_worker
+
+        end_worker(status)
     return status

@@ -4,7 +4,6 @@ Usage: ``torchrun --nproc_per_node 2 ddp_teacher_worker.py OUT [SCENARIO ...]``;
 scenario (default: all) writes its tensors to ``OUT/SCENARIO.rankR.pt``.
 """
 
-import os
 import sys
 import warnings
 from datetime import timedelta
@@ -13,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stsmooth.core.distributed import rank
+from stsmooth.core.distributed import end_worker, rank
 from stsmooth.core.norm import shuffle_bn_forward
 from stsmooth.core.teacher import Teacher
 
@@ -165,9 +164,4 @@ if __name__ == "__main__":
         torch.manual_seed(0)
         torch.save(SCENARIOS[name](), f"{out}/{name}.rank{rank()}.pt")
     dist.destroy_process_group()
-    # Every result is on disk: end without the interpreter's teardown, which aborted now and then
-    # after gloo runs ("terminate called without an active exception" after destroy_process_group
-    # had returned, seen with a probe; ~1 pytest run of tests/core in 7), as the CLI does (cli.main).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    end_worker(0)  # results on disk; gloo's teardown aborted now and then

@@ -151,3 +151,15 @@ def test_shuffle_bn_one_process_sub_batches():
         shuffle_bn_forward(model, x, groups=5)
     with pytest.raises(ValueError, match="groups=0"):
         shuffle_bn_forward(model, x, groups=0)
+
+
+def test_end_worker_flushes_and_exits_with_the_status_skipping_teardown():
+    code = ("import atexit, sys\n"
+            "from stsmooth.core.distributed import end_worker\n"
+            "atexit.register(lambda: print('teardown ran'))\n"
+            "print('buffered', end='')\n"
+            "sys.stderr.write('err')\n"
+            "end_worker(7)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 7
+    assert proc.stdout == "buffered" and proc.stderr == "err"  # flushed, and no atexit handler ran

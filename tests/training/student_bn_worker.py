@@ -1,12 +1,12 @@
 """One rank of a 2-rank gloo training run; saves its student's BatchNorm statistics (test_student_bn.py)."""
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from stsmooth.core import distributed
 from stsmooth.training import config, train
 
 rank, out = int(sys.argv[1]), Path(sys.argv[2])
@@ -30,8 +30,4 @@ student = sessions[0].model.student
 torch.save({name: b.clone() for m_name, m in student.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)
             for name, b in ((f"{m_name}.running_mean", m.running_mean), (f"{m_name}.running_var", m.running_var))},
            out / f"bn_rank{rank}.pt")
-# the results are on disk: end without the interpreter's teardown, which aborted now and then after
-# gloo runs (see cli.main, which ends torchrun workers the same way)
-sys.stdout.flush()
-sys.stderr.flush()
-os._exit(0)
+distributed.end_worker(0)  # results on disk; gloo's teardown aborted now and then

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import sys
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -34,6 +36,18 @@ def is_main() -> bool:
 def launched_by_torchrun() -> bool:
     """torchrun sets these variables for every worker."""
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
+
+
+def end_worker(status: int) -> NoReturn:
+    """End this torchrun worker with ``status`` now, without the interpreter's teardown.
+
+    Call it once everything is on disk. After gloo runs that teardown aborted now and then
+    ("terminate called without an active exception", after ``destroy_process_group`` had
+    returned: a SIGABRT for torchrun instead of the status), and with a hung peer it can block.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def init_from_env(backend: str | None = None, timeout_minutes: float | None = None) -> torch.device:
