@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     Under torchrun, after the command (its results and checkpoints on disk, the process group
     destroyed when it succeeded) the worker ends with ``os._exit(status)``: the interpreter's
     teardown after gloo runs aborted now and then ("terminate called without an active
-    exception", seen in 2 of ~14 test runs of 2-rank jobs here), turning a finished run into a
+    exception", in 4 of ~23 test runs of 2-rank jobs here), turning a finished run into a
     SIGABRT for torchrun; and a rank that failed leaves peers in a collective, where destroying
     the group or the teardown can block (a hung peer) instead of giving this status
     (:func:`stsmooth.core.distributed.end_worker`).
