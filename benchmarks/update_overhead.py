@@ -49,6 +49,7 @@ def main() -> None:
     student = ManyTensors()
     floating = list(student.parameters()) + [b for b in student.buffers() if b.is_floating_point()]
     copies = [t.clone() for t in floating]
+
     def bare() -> None:
         with torch.no_grad():  # as the teacher runs it: no autograd bookkeeping for the student's tensors
             torch._foreach_lerp_(copies, floating, 0.01)

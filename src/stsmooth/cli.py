@@ -83,11 +83,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """``stsmooth eval PROTOCOL CHECKPOINT [key=value ...]`` (:mod:`stsmooth.training.checkpoint_eval`)."""
     from stsmooth.evaluate.runner import format_table
-    from stsmooth.training.checkpoint_eval import (
-        evaluate_checkpoint,
-        evaluate_corruption,
-        write_metrics,
-    )
+    from stsmooth.training.checkpoint_eval import evaluate_checkpoint, evaluate_corruption, write_metrics
 
     if args.protocol == "corruption":  # 15 corruptions x 5 severities; writes its own json/md/png
         report, paths = evaluate_corruption(args.checkpoint, args.overrides, args.out)
@@ -182,12 +178,6 @@ def _status(args: argparse.Namespace) -> int:
         return 2
 
 
-def _torchrun_worker() -> bool:
-    from stsmooth.core.distributed import launched_by_torchrun
-
-    return launched_by_torchrun()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command and return its status; a torchrun worker ends its process with it instead.
 
@@ -200,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     (:func:`stsmooth.core.distributed.end_worker`).
     """
     args = parser().parse_args(argv)
-    torchrun = _torchrun_worker()
+    from stsmooth.core.distributed import end_worker, launched_by_torchrun
+
+    torchrun = launched_by_torchrun()
     try:
         status = _status(args)
     except SystemExit as stop:  # preemption (status 75, checkpoint written) ends the same way
@@ -213,7 +205,5 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         status = 1
     if torchrun:
-        from stsmooth.core.distributed import end_worker
-
         end_worker(status)
     return status
